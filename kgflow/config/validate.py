@@ -1,0 +1,200 @@
+"""Turning a pipeline file into a validated :class:`PipelineConfig`, reporting every problem at once.
+
+Errors carry the file and line, the YAML path, the bad value and a "did you mean" (or the list of
+valid names with the package that provides each).
+"""
+from __future__ import annotations
+
+import difflib
+import inspect
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from pydantic import BaseModel, ValidationError
+
+from kgflow.config.compose import apply_overrides, load_with_extends
+from kgflow.config.schema import ComponentRef, PipelineConfig
+from kgflow.config.yaml_loader import Located, YamlPath, format_path
+from kgflow.errors import ConfigError, ConfigIssue, PluginError
+from kgflow.registry import Registry, get_registry
+
+#: Trainer arguments kgflow sets itself, and where the user sets them instead.
+RESERVED_TRAINER_KEYS = {
+    "max_epochs": "train.epochs",
+    "callbacks": "train.early_stopping (kgflow adds its own callbacks)",
+    "logger": "the run directory's CSV log (kgflow sets it)",
+    "default_root_dir": "--out on the command line",
+    "check_val_every_n_epoch": "train.eval_every",
+    "enable_checkpointing": "the run directory's checkpoints (always on)",
+}
+
+
+@dataclass
+class LoadedPipeline:
+    """A validated pipeline and where it came from."""
+
+    config: PipelineConfig
+    located: Located
+    source: str
+    overrides: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.config.name or Path(self.source).stem
+
+
+def _unwrap(annotation: Any) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union or str(origin) == "types.UnionType":
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _unwrap(args[0]) if len(args) == 1 else annotation
+    return annotation
+
+
+def _fields_at(model: type[BaseModel], loc: YamlPath) -> list[str] | None:
+    """The valid keys of the mapping at ``loc`` inside ``model``, when the schema fixes them."""
+    current: Any = model
+    for part in loc:
+        current = _unwrap(current)
+        origin = typing.get_origin(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            if current is ComponentRef and part == "params":
+                return None
+            field = current.model_fields.get(part)  # type: ignore[arg-type]
+            if field is None:
+                return None
+            current = field.annotation
+        elif origin in (dict, list):
+            current = typing.get_args(current)[-1]
+        else:
+            return None
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return None
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str | None:
+    close = difflib.get_close_matches(str(word), list(choices), n=2, cutoff=0.6)
+    if close:
+        return "did you mean " + " or ".join(repr(c) for c in close) + "?"
+    return None
+
+
+def issues_from_validation(exc: ValidationError, located: Located, prefix: YamlPath,
+                           model: type[BaseModel]) -> list[ConfigIssue]:
+    """Translate pydantic's errors into located :class:`ConfigIssue` objects."""
+    issues = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if p not in ("function-after", "function-before"))
+        path = prefix + loc
+        file, line = located.where(path)
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            key = loc[-1] if loc else "?"
+            valid = _fields_at(model, loc[:-1]) or []
+            hint = _did_you_mean(str(key), valid)
+            if not hint and valid:
+                hint = "valid keys here: " + ", ".join(valid)
+            issues.append(ConfigIssue(f"unknown key {key!r}", path=format_path(path), file=file,
+                                      line=line, hint=hint))
+        elif kind == "missing":
+            hint = "add `kgflow: 1` as the first line of the pipeline" if path == ("kgflow",) else None
+            issues.append(ConfigIssue("required key is missing", path=format_path(path),
+                                      file=file, line=line, hint=hint))
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            issues.append(ConfigIssue(msg, path=format_path(path), file=file, line=line,
+                                      value=err.get("input"), has_value=True))
+    return issues
+
+
+def _trainer_issues(trainer: dict[str, Any], located: Located) -> list[ConfigIssue]:
+    if not trainer:
+        return []
+    import lightning
+
+    allowed = [p for p in inspect.signature(lightning.Trainer.__init__).parameters if p != "self"]
+    issues = []
+    for key in trainer:
+        path = ("trainer", key)
+        file, line = located.where(path)
+        if key in RESERVED_TRAINER_KEYS:
+            issues.append(ConfigIssue(f"{key!r} is set by kgflow", path=format_path(path), file=file,
+                                      line=line, hint=f"use {RESERVED_TRAINER_KEYS[key]} instead"))
+        elif key not in allowed:
+            hint = _did_you_mean(key, allowed) or "see lightning.Trainer's arguments"
+            issues.append(ConfigIssue(f"unknown lightning.Trainer argument {key!r}",
+                                      path=format_path(path), file=file, line=line, hint=hint))
+    return issues
+
+
+def resolve_components(config: PipelineConfig, located: Located,
+                       registry: Registry) -> list[ConfigIssue]:
+    """Look up every named component and validate its ``params`` against its own model."""
+    issues: list[ConfigIssue] = []
+    for path, kind, ref in config.component_slots():
+        try:
+            comp = registry.get(kind, ref.name)
+        except PluginError as exc:
+            name_path = path + ("name",) if (path + ("name",)) in located.positions else path
+            file, line = located.where(name_path)
+            issues.append(ConfigIssue(str(exc), path=format_path(path + ("name",)), file=file,
+                                      line=line))
+            continue
+        try:
+            ref._parsed = comp.params.model_validate(ref.params)
+        except ValidationError as exc:
+            issues += issues_from_validation(exc, located, path + ("params",), comp.params)
+    for i, metric in enumerate(config.eval.metrics):
+        try:
+            registry.get("metric", metric)
+        except PluginError as exc:
+            file, line = located.where(("eval", "metrics", i))
+            issues.append(ConfigIssue(str(exc), path=format_path(("eval", "metrics", i)),
+                                      file=file, line=line))
+    stop = config.train.early_stopping
+    if stop is not None:
+        valid = [f"{m}@{k}" for m in config.eval.metrics for k in config.eval.ks]
+        if stop.metric not in valid:
+            path = ("train", "early_stopping", "metric")
+            file, line = located.where(path)
+            issues.append(ConfigIssue(
+                "early stopping watches a metric the evaluation does not compute",
+                path=format_path(path), file=file, line=line, value=stop.metric, has_value=True,
+                hint=_did_you_mean(stop.metric, valid) or "choose one of " + ", ".join(valid)))
+    return issues
+
+
+def validate_located(located: Located, source: str, registry: Registry | None = None,
+                     overrides: tuple[str, ...] = ()) -> LoadedPipeline:
+    """Validate already-loaded data; raise :class:`ConfigError` listing every problem."""
+    registry = registry or get_registry()
+    if not isinstance(located.data, dict):
+        raise ConfigError([ConfigIssue("a pipeline must be a YAML mapping at the top level",
+                                       file=source, line=1,
+                                       value=type(located.data).__name__, has_value=True)], source)
+    try:
+        config = PipelineConfig.model_validate(located.data)
+    except ValidationError as exc:
+        raise ConfigError(issues_from_validation(exc, located, (), PipelineConfig), source) from None
+    issues = resolve_components(config, located, registry)
+    issues += _trainer_issues(config.trainer, located)
+    if not issues:
+        for check in registry.checks:
+            issues += check.check(config, registry) or []
+    if issues:
+        raise ConfigError(issues, source)
+    return LoadedPipeline(config, located, source, tuple(overrides))
+
+
+def load_pipeline(path: str | Path, overrides: Iterable[str] = (),
+                  registry: Registry | None = None) -> LoadedPipeline:
+    """Load ``path`` (following ``extends``), apply ``--set`` overrides, and validate it all."""
+    overrides = tuple(overrides)
+    located = load_with_extends(path)
+    if overrides:
+        located = apply_overrides(located, list(overrides))
+    return validate_located(located, str(path), registry, overrides)

@@ -1,0 +1,1 @@
+"""Data: the RecData contract, file readers, preprocessing, splits, and the data home."""

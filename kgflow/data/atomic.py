@@ -1,0 +1,148 @@
+"""Reading and writing RecBole atomic files (``.inter``, ``.user``, ``.item``, ``.kg``, ``.link``).
+
+An atomic file is tab-separated with a typed header: ``user_id:token  item_id:token  rating:float``.
+Types are ``token``, ``token_seq``, ``float`` and ``float_seq``. Malformed headers and rows are
+reported with the file and line number.
+"""
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+
+from kgflow.data.recdata import RecData
+from kgflow.errors import DataError
+
+ATOMIC_TYPES = ("token", "token_seq", "float", "float_seq")
+_HEADER_FIELD = re.compile(r"^([^:\s]+):(\w+)$")
+SUFFIXES = ("inter", "user", "item", "kg", "link")
+
+
+def read_atomic(path: str | Path) -> pd.DataFrame:
+    """Read one atomic file; columns are named without their type, float columns are parsed."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: data file not found")
+    with path.open(encoding="utf-8", newline="") as fh:
+        header_line = fh.readline().rstrip("\r\n")
+    if not header_line.strip():
+        raise DataError(f"{path}:1: empty header; expected tab-separated 'name:type' fields")
+    names, types = [], []
+    for column, raw in enumerate(header_line.split("\t"), start=1):
+        m = _HEADER_FIELD.match(raw.strip())
+        if not m:
+            raise DataError(f"{path}:1: malformed header field {column} {raw!r}; expected 'name:type' "
+                            f"with type one of {', '.join(ATOMIC_TYPES)}")
+        if m.group(2) not in ATOMIC_TYPES:
+            raise DataError(f"{path}:1: unknown type {m.group(2)!r} in header field {raw!r}; "
+                            f"expected one of {', '.join(ATOMIC_TYPES)}")
+        names.append(m.group(1))
+        types.append(m.group(2))
+    if len(set(names)) != len(names):
+        raise DataError(f"{path}:1: duplicate field names in header {names}")
+    try:
+        frame = pd.read_csv(path, sep="\t", skiprows=1, header=None, names=names, dtype=str,
+                            keep_default_na=False, quoting=csv.QUOTE_NONE, engine="c")
+    except pd.errors.ParserError as exc:
+        m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
+        if m:
+            raise DataError(f"{path}:{m.group(2)}: row has {m.group(3)} fields, the header has "
+                            f"{len(names)}") from None
+        raise DataError(f"{path}: cannot parse: {exc}") from None
+    with path.open(encoding="utf-8", newline="") as fh:
+        for line_no, line in enumerate(fh, start=1):
+            if line_no > 1 and line.strip("\r\n") and line.count("\t") + 1 < len(names):
+                raise DataError(f"{path}:{line_no}: row has {line.count(chr(9)) + 1} fields, fewer "
+                                f"than the header's {len(names)}")
+    for name, kind in zip(names, types):
+        if kind == "float":
+            text = frame[name]
+            values = pd.to_numeric(text, errors="coerce")
+            bad = values.isna().to_numpy() & (text.str.strip() != "").to_numpy()
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise DataError(f"{path}:{i + 2}: field {name!r} must be a number, got {text.iloc[i]!r}")
+            frame[name] = values.astype(float)
+    return frame
+
+
+def _pick(columns: list[str], wanted: Optional[str], fallbacks: tuple[str, ...], path: Path,
+          required: bool = True) -> Optional[str]:
+    if wanted:
+        if wanted not in columns:
+            raise DataError(f"{path}: no field {wanted!r}; fields are {columns}")
+        return wanted
+    for name in fallbacks:
+        if name in columns:
+            return name
+    if required:
+        raise DataError(f"{path}: cannot find a field among {list(fallbacks)}; fields are {columns}")
+    return None
+
+
+def load_atomic_dataset(folder: str | Path, name: str, *, user_field: Optional[str] = None,
+                        item_field: Optional[str] = None, rating_field: Optional[str] = None,
+                        timestamp_field: Optional[str] = None) -> RecData:
+    """Load ``folder/name.inter`` plus whichever of ``.user .item .kg .link`` exist."""
+    folder = Path(folder)
+    inter_path = folder / f"{name}.inter"
+    if not inter_path.is_file():
+        raise DataError(f"{inter_path}: data file not found (a RecBole dataset needs <name>.inter)")
+    inter = read_atomic(inter_path)
+    cols = list(inter.columns)
+    u = _pick(cols, user_field, ("user_id", "user"), inter_path)
+    i = _pick(cols, item_field, ("item_id", "item"), inter_path)
+    r = _pick(cols, rating_field, ("rating", "label"), inter_path, required=False)
+    t = _pick(cols, timestamp_field, ("timestamp", "time"), inter_path, required=False)
+    interactions = pd.DataFrame({"user": inter[u], "item": inter[i]})
+    interactions["rating"] = inter[r].astype(float) if r else np.nan
+    interactions["timestamp"] = inter[t].astype(float) if t else np.nan
+    source = {"inter": inter_path}
+
+    def optional(suffix: str) -> Optional[pd.DataFrame]:
+        p = folder / f"{name}.{suffix}"
+        if not p.is_file():
+            return None
+        source[suffix] = p
+        return read_atomic(p)
+
+    users = optional("user")
+    if users is not None:
+        key = _pick(list(users.columns), user_field, ("user_id", "user"), folder / f"{name}.user")
+        users = users.set_index(key)
+        users.index = users.index.astype(str)
+        users.index.name = "user"
+    items = optional("item")
+    if items is not None:
+        key = _pick(list(items.columns), item_field, ("item_id", "item"), folder / f"{name}.item")
+        items = items.set_index(key)
+        items.index = items.index.astype(str)
+        items.index.name = "item"
+    kg = optional("kg")
+    if kg is not None:
+        cols = list(kg.columns)
+        kg = pd.DataFrame({"head": kg[_pick(cols, None, ("head_id", "head"), source["kg"])],
+                           "relation": kg[_pick(cols, None, ("relation_id", "relation"), source["kg"])],
+                           "tail": kg[_pick(cols, None, ("tail_id", "tail"), source["kg"])]})
+    links = optional("link")
+    if links is not None:
+        cols = list(links.columns)
+        links = pd.DataFrame({"item": links[_pick(cols, item_field, ("item_id", "item"), source["link"])],
+                              "entity": links[_pick(cols, None, ("entity_id", "entity"), source["link"])]})
+    return RecData(name=name, interactions=interactions, users=users, items=items, kg=kg,
+                   item_links=links, source=source, atomic_name=name)
+
+
+def write_inter(frame: pd.DataFrame, path: str | Path) -> None:
+    """Write interactions (raw ids) as a RecBole ``.inter`` file with the standard typed header."""
+    path = Path(path)
+    out = pd.DataFrame({"user_id:token": frame["user"].astype(str),
+                        "item_id:token": frame["item"].astype(str),
+                        "rating:float": frame["rating"], "timestamp:float": frame["timestamp"]})
+    tmp = path.with_name(path.name + ".tmp")
+    out.to_csv(tmp, sep="\t", index=False, na_rep="", float_format="%.10g", quoting=csv.QUOTE_NONE)
+    tmp.replace(path)

@@ -1,0 +1,154 @@
+"""The data contract every dataset plugin produces, and the dense-id views built from it.
+
+A dataset plugin returns a :class:`RecData` with raw string ids. The core filters it
+(:mod:`kgflow.data.preprocess`), maps ids to dense integers (:class:`Interactions`) and splits it
+(:mod:`kgflow.data.split`).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+import torch
+
+INTERACTION_COLUMNS = ("user", "item", "rating", "timestamp")
+
+
+@dataclass
+class RecData:
+    """Raw recommendation data with original (string) ids.
+
+    - ``interactions``: columns ``user``, ``item`` (str) and ``rating``, ``timestamp`` (float, NaN
+      when the source has none).
+    - ``users`` / ``items``: attribute tables indexed by raw id (str), or ``None``.
+    - ``kg``: triples with columns ``head``, ``relation``, ``tail`` (str), or ``None``.
+    - ``item_links``: ``item`` -> ``entity`` (str), linking items to KG entities, or ``None``.
+    - ``source``: where the data was read from (for reports and for RecBole exports).
+    """
+
+    name: str
+    interactions: pd.DataFrame
+    users: Optional[pd.DataFrame] = None
+    items: Optional[pd.DataFrame] = None
+    kg: Optional[pd.DataFrame] = None
+    item_links: Optional[pd.DataFrame] = None
+    source: dict[str, Path] = field(default_factory=dict)
+    atomic_name: Optional[str] = None  # RecBole dataset name, e.g. "ml-100k"
+
+    def __post_init__(self) -> None:
+        inter = self.interactions
+        for col in ("rating", "timestamp"):
+            if col not in inter.columns:
+                inter[col] = np.nan
+        inter["user"] = inter["user"].astype(str)
+        inter["item"] = inter["item"].astype(str)
+        self.interactions = inter[list(INTERACTION_COLUMNS)].reset_index(drop=True)
+
+    def summary(self) -> dict[str, int]:
+        """Counts a user wants to see first."""
+        out = {
+            "interactions": len(self.interactions),
+            "users": int(self.interactions["user"].nunique()),
+            "items": int(self.interactions["item"].nunique()),
+        }
+        if self.users is not None:
+            out["user_table_rows"] = len(self.users)
+        if self.items is not None:
+            out["item_table_rows"] = len(self.items)
+        if self.kg is not None:
+            out["kg_triples"] = len(self.kg)
+            out["kg_relations"] = int(self.kg["relation"].nunique())
+            out["kg_entities"] = int(pd.unique(pd.concat([self.kg["head"], self.kg["tail"]])).size)
+        if self.item_links is not None:
+            out["linked_items"] = int(self.item_links["item"].nunique())
+        return out
+
+
+@dataclass
+class Interactions:
+    """Interactions with dense integer ids (``0..n-1``) and the maps back to raw ids."""
+
+    user: np.ndarray  # int64
+    item: np.ndarray  # int64
+    rating: np.ndarray  # float64 (NaN if unknown)
+    timestamp: np.ndarray  # float64 (NaN if unknown)
+    user_ids: np.ndarray  # dense -> raw (str objects)
+    item_ids: np.ndarray
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    def __len__(self) -> int:
+        return len(self.user)
+
+    def subset(self, mask_or_index: np.ndarray) -> "Interactions":
+        return Interactions(self.user[mask_or_index], self.item[mask_or_index],
+                            self.rating[mask_or_index], self.timestamp[mask_or_index],
+                            self.user_ids, self.item_ids)
+
+    def to_frame(self, raw_ids: bool = True) -> pd.DataFrame:
+        return pd.DataFrame({
+            "user": self.user_ids[self.user] if raw_ids else self.user,
+            "item": self.item_ids[self.item] if raw_ids else self.item,
+            "rating": self.rating, "timestamp": self.timestamp})
+
+
+@dataclass
+class Split:
+    """Train/valid/test interactions over one shared id space."""
+
+    train: Interactions
+    valid: Interactions
+    test: Interactions
+    method: str
+    cold_items: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    @property
+    def n_users(self) -> int:
+        return self.train.n_users
+
+    @property
+    def n_items(self) -> int:
+        return self.train.n_items
+
+    @property
+    def user_ids(self) -> np.ndarray:
+        return self.train.user_ids
+
+    @property
+    def item_ids(self) -> np.ndarray:
+        return self.train.item_ids
+
+    def fingerprint(self) -> str:
+        """A short hash of the exact split (ids and assignments): equal splits, equal prints."""
+        h = hashlib.sha256()
+        for part in (self.train, self.valid, self.test):
+            order = np.lexsort((part.item, part.user))
+            h.update(self.user_ids[part.user[order]].astype(str).astype("U").tobytes())
+            h.update(self.item_ids[part.item[order]].astype(str).astype("U").tobytes())
+            h.update(b"|")
+        h.update(np.sort(self.item_ids[self.cold_items].astype(str)).astype("U").tobytes())
+        return h.hexdigest()[:16]
+
+    def stats(self) -> dict[str, int]:
+        return {"users": self.n_users, "items": self.n_items, "train": len(self.train),
+                "valid": len(self.valid), "test": len(self.test),
+                "cold_items": int(len(self.cold_items))}
+
+
+def csr_of(part: Interactions, n_users: int, n_items: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row pointers and sorted item indices of ``part`` per user (a CSR pattern)."""
+    order = np.lexsort((part.item, part.user))
+    items = torch.from_numpy(part.item[order].astype(np.int64))
+    counts = np.bincount(part.user, minlength=n_users)
+    indptr = torch.from_numpy(np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
+    return indptr, items

@@ -1,0 +1,128 @@
+"""Full-ranking evaluation: every item is scored for every user, known items are masked, and the
+metrics are computed from the top-k hits, chunked over users so memory stays bounded."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from kgflow.data.recdata import Interactions, Split, csr_of
+
+MetricFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class CSR:
+    """Per-user item lists: ``indices[indptr[u]:indptr[u+1]]``."""
+
+    indptr: torch.Tensor
+    indices: torch.Tensor
+
+    @classmethod
+    def of(cls, parts: list[Interactions], n_users: int, n_items: int) -> "CSR":
+        if not parts:
+            return cls(torch.zeros(n_users + 1, dtype=torch.long), torch.zeros(0, dtype=torch.long))
+        merged = parts[0] if len(parts) == 1 else Interactions(
+            np.concatenate([p.user for p in parts]), np.concatenate([p.item for p in parts]),
+            np.concatenate([p.rating for p in parts]), np.concatenate([p.timestamp for p in parts]),
+            parts[0].user_ids, parts[0].item_ids)
+        return cls(*csr_of(merged, n_users, n_items))
+
+    def lengths(self) -> torch.Tensor:
+        return self.indptr[1:] - self.indptr[:-1]
+
+    def rows(self, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(row position in ``users``, item) pairs for the given users."""
+        starts = self.indptr[users]
+        lens = self.indptr[users + 1] - starts
+        row = torch.repeat_interleave(torch.arange(len(users)), lens)
+        first = torch.repeat_interleave(torch.cumsum(lens, 0) - lens, lens)
+        offset = torch.arange(int(lens.sum())) - first
+        col = self.indices[torch.repeat_interleave(starts, lens) + offset]
+        return row, col
+
+
+@dataclass
+class EvalTask:
+    """Which interactions are the truth and which are masked, for one evaluation stage."""
+
+    truth: CSR
+    mask: CSR
+    groups: dict[str, torch.Tensor | None]  # group name -> bool item mask (None = all items)
+    users: torch.Tensor  # users with at least one truth item
+
+    @classmethod
+    def for_stage(cls, split: Split, stage: str) -> "EvalTask":
+        n_u, n_i = split.n_users, split.n_items
+        if stage == "valid":
+            truth, masked = [split.valid], [split.train]
+        elif stage == "test":
+            truth, masked = [split.test], [split.train, split.valid]
+        else:
+            raise ValueError(f"unknown evaluation stage {stage!r}")
+        truth_csr = CSR.of(truth, n_u, n_i)
+        groups: dict[str, torch.Tensor | None] = {"all": None}
+        if len(split.cold_items):
+            cold = torch.zeros(n_i, dtype=torch.bool)
+            cold[torch.from_numpy(split.cold_items)] = True
+            groups["cold_items"] = cold
+            groups["warm_items"] = ~cold
+        users = torch.nonzero(truth_csr.lengths() > 0).flatten()
+        return cls(truth_csr, CSR.of(masked, n_u, n_i), groups, users)
+
+
+@dataclass
+class RankingEvaluator:
+    """Accumulates per-user metric values over chunks of users."""
+
+    task: EvalTask
+    ks: list[int]
+    metrics: dict[str, MetricFn]
+    _values: dict[str, dict[str, list[torch.Tensor]]] = field(default_factory=dict)
+    _users: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+
+    def reset(self) -> None:
+        self._values, self._users = {}, {}
+
+    def add(self, users: torch.Tensor, scores: torch.Tensor) -> None:
+        """Rank ``scores`` ([B, n_items]) for ``users`` and record every metric at every k."""
+        users = users.cpu()
+        scores = scores.detach().float().clone()
+        row, col = self.task.mask.rows(users)
+        scores[row.to(scores.device), col.to(scores.device)] = -torch.inf
+        max_k = min(max(self.ks), scores.shape[1])
+        top = torch.topk(scores, max_k, dim=1).indices.cpu()
+        truth = torch.zeros(scores.shape, dtype=torch.bool)
+        t_row, t_col = self.task.truth.rows(users)
+        truth[t_row, t_col] = True
+        for group, item_mask in self.task.groups.items():
+            g_truth = truth if item_mask is None else truth & item_mask
+            n_pos = g_truth.sum(1)
+            keep = n_pos > 0
+            if not keep.any():
+                continue
+            hits = g_truth.gather(1, top)[keep].float()
+            n_pos = n_pos[keep].float()
+            bucket = self._values.setdefault(group, {})
+            for name, fn in self.metrics.items():
+                for k in self.ks:
+                    bucket.setdefault(f"{name}@{k}", []).append(fn(hits[:, :k], n_pos))
+            self._users.setdefault(group, []).append(users[keep])
+
+    def result(self) -> dict[str, dict[str, float]]:
+        """Mean of each metric over the users that have truth items in each group."""
+        out: dict[str, dict[str, float]] = {}
+        for group, bucket in self._values.items():
+            out[group] = {key: float(torch.cat(vals).mean()) for key, vals in bucket.items()}
+            out[group]["users"] = int(sum(len(u) for u in self._users[group]))
+        return out
+
+    def per_user(self, group: str = "all") -> dict[str, np.ndarray]:
+        """Per-user values (with the user ids) for paired comparisons."""
+        if group not in self._values:
+            return {}
+        out = {key: torch.cat(vals).numpy() for key, vals in self._values[group].items()}
+        out["user"] = torch.cat(self._users[group]).numpy()
+        return out

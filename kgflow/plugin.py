@@ -1,0 +1,90 @@
+"""The public plugin API: everything a plugin package imports from kgflow.
+
+A plugin module implements hooks (see :mod:`kgflow.registry.hookspecs`) and publishes itself under
+the ``kgflow`` entry-point group::
+
+    from kgflow.plugin import Component, Params, hookimpl
+
+    class MyParams(Params):
+        dim: int = 64
+
+    def build(params: MyParams, ctx: EncoderContext): ...
+
+    @hookimpl
+    def kgflow_components():
+        return [Component("encoder", "my-encoder", build, MyParams, "what it does")]
+
+Each kind's factory is called as ``factory(params, ctx)`` with the context class below.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from kgflow.data.recdata import Interactions, RecData, Split
+from kgflow.graph import GraphBundle, GraphReport
+from kgflow.errors import ConfigIssue, DataError, KgflowError
+from kgflow.models import Embeddings, EncoderRecommender, GraphEncoder, Recommender
+from kgflow.registry import Component, ConfigCheck, NoParams, Params, hookimpl
+
+
+@dataclass
+class DatasetContext:
+    """For ``dataset`` factories: return a :class:`RecData`."""
+
+    home: Path  # kgflow's data home (KGFLOW_HOME); cache downloads under home / "datasets"
+    seed: int
+
+
+@dataclass
+class BuilderContext:
+    """For ``builder`` factories: return a :class:`GraphBundle` built from ``split.train`` only."""
+
+    data: RecData
+    split: Split
+    seed: int
+
+
+@dataclass
+class EncoderContext:
+    """For ``encoder`` factories: return an ``nn.Module`` (a :class:`GraphEncoder` for role graph)."""
+
+    role: str
+    graph: GraphBundle
+    split: Split
+    data: RecData
+    seed: int
+
+
+@dataclass
+class FusionContext:
+    """For ``fusion`` factories: combine the built encoders into a :class:`Recommender`."""
+
+    encoders: dict[str, nn.Module]
+    graph: GraphBundle
+    split: Split
+    data: RecData
+    seed: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LossContext:
+    """For ``loss`` factories: return a callable ``loss(pos [B], neg [B, N]) -> scalar``."""
+
+    negatives: int
+
+
+@dataclass
+class MetricContext:
+    """For ``metric`` factories: return ``metric(hits [B, K] float, n_pos [B]) -> [B]`` per user,
+    where ``hits[:, j]`` is 1 if the item at rank ``j`` is relevant and ``K`` is the cutoff."""
+
+
+__all__ = ["Component", "ConfigCheck", "NoParams", "Params", "hookimpl", "DatasetContext",
+           "BuilderContext", "EncoderContext", "FusionContext", "LossContext", "MetricContext",
+           "RecData", "Split", "Interactions", "GraphBundle", "GraphReport", "GraphEncoder",
+           "Recommender", "Embeddings", "EncoderRecommender", "ConfigIssue", "DataError", "KgflowError"]

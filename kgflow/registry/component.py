@@ -1,0 +1,69 @@
+"""What a registration binds: a component's kind, name, parameter model, factory and description."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Callable
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from kgflow.config.schema import PipelineConfig
+    from kgflow.errors import ConfigIssue
+
+#: The kinds the core knows how to use. Plugins may register other kinds for their own use.
+KINDS: dict[str, str] = {
+    "dataset": "loads raw data into a RecData (interactions, users, items, KG)",
+    "builder": "turns the training interactions (and KG/attributes) into a graph bundle",
+    "encoder": "produces user and item representations (graph encoders, text encoders)",
+    "fusion": "combines the encoders into one recommender model",
+    "loss": "the ranking objective over positive and sampled negative scores",
+    "metric": "a per-user ranking metric computed from the top-k hits",
+}
+
+
+class Params(BaseModel):
+    """Base class for component parameter models: unknown keys are errors, never ignored."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class NoParams(Params):
+    """For components that take no parameters."""
+
+
+@dataclass(frozen=True)
+class Component:
+    """One registered component.
+
+    ``factory(params, context)`` builds the component from its validated parameters (an instance
+    of ``params``) and a kind-specific context object (see :mod:`kgflow.plugin`).
+    """
+
+    kind: str
+    name: str
+    factory: Callable[..., Any]
+    params: type[BaseModel] = NoParams
+    description: str = ""
+    aliases: tuple[str, ...] = ()
+    # Filled in by the registry from the providing distribution:
+    package: str = ""
+    version: str = ""
+    plugin: str = ""
+
+    def with_origin(self, package: str, version: str, plugin: str) -> "Component":
+        return replace(self, package=package, version=version, plugin=plugin)
+
+
+@dataclass(frozen=True)
+class ConfigCheck:
+    """A cross-component check. ``check(config, registry)`` returns the problems it finds."""
+
+    name: str
+    check: Callable[["PipelineConfig", Any], "list[ConfigIssue]"]
+    description: str = ""
+    package: str = field(default="", compare=False)
+
+
+def normalize_name(name: str) -> str:
+    """Names match case-insensitively and treat ``-`` and ``_`` alike (``user-item`` = ``user_item``)."""
+    return name.strip().lower().replace("_", "-")

@@ -1,0 +1,1 @@
+"""Running pipelines and the run directories they leave behind."""

@@ -1,0 +1,45 @@
+"""What a run records about the software and hardware it ran on."""
+from __future__ import annotations
+
+import importlib.metadata as md
+import platform
+import resource
+import sys
+
+import torch
+
+TRACKED = ("kgflow", "torch", "torch_geometric", "lightning", "transformers", "peft", "pydantic",
+           "numpy", "pandas")
+
+
+def package_versions() -> dict[str, str]:
+    out = {}
+    for name in TRACKED:
+        try:
+            out[name] = md.version(name.replace("_", "-"))
+        except md.PackageNotFoundError:
+            try:
+                out[name] = md.version(name)
+            except md.PackageNotFoundError:
+                out[name] = "not installed"
+    return out
+
+
+def accelerator() -> str:
+    if torch.cuda.is_available():
+        return f"cuda ({torch.cuda.get_device_name(0)})"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def describe(seed: int, fingerprint: str, plugins: list[dict]) -> dict:
+    return {"python": sys.version.split()[0], "platform": platform.platform(),
+            "accelerator": accelerator(), "seed": seed, "data_fingerprint": fingerprint,
+            "versions": package_versions(), "plugins": plugins}
+
+
+def peak_rss_mb() -> float:
+    """The process's peak resident memory (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024

@@ -1,0 +1,243 @@
+"""Assembling and running a pipeline: data -> split -> graph -> model -> train -> evaluate -> run dir.
+
+Each step takes the typed result of the previous one; no step reaches back into the YAML.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kgflow.config.validate import LoadedPipeline
+from kgflow.data.preprocess import prepare_interactions
+from kgflow.data.recdata import RecData, Split
+from kgflow.data.split import read_predefined, split_interactions
+from kgflow.data.store import kgflow_home
+from kgflow.errors import KgflowError
+from kgflow.graph import GraphBundle
+from kgflow.models import Recommender
+from kgflow.plugin import (BuilderContext, DatasetContext, EncoderContext, FusionContext,
+                           LossContext, MetricContext)
+from kgflow.registry import Registry, get_registry
+from kgflow.runs import environment
+from kgflow.runs.rundir import RunDir, atomic_write_json, atomic_write_text
+
+
+@dataclass
+class Prepared:
+    data: RecData
+    split: Split
+
+
+def load_data(loaded: LoadedPipeline, registry: Registry) -> RecData:
+    cfg = loaded.config
+    comp = registry.get("dataset", cfg.dataset.name)
+    data = comp.factory(cfg.dataset.parsed, DatasetContext(home=kgflow_home(), seed=cfg.seed))
+    if not isinstance(data, RecData):
+        raise KgflowError(f"dataset {comp.name!r} ({comp.package}) returned {type(data).__name__}, "
+                          "not RecData")
+    return data
+
+
+def prepare(loaded: LoadedPipeline, registry: Registry | None = None) -> Prepared:
+    """Load the dataset and split it as the pipeline says."""
+    registry = registry or get_registry()
+    cfg = loaded.config
+    data = load_data(loaded, registry)
+    if cfg.split.method == "predefined":
+        split = read_predefined(Path(cfg.split.path))  # type: ignore[arg-type]
+    else:
+        split = split_interactions(prepare_interactions(data, cfg.preprocess), cfg.split, cfg.seed)
+    return Prepared(data, split)
+
+
+def build_graph(loaded: LoadedPipeline, prepared: Prepared, registry: Registry) -> GraphBundle:
+    cfg = loaded.config
+    comp = registry.get("builder", cfg.graph.name)
+    return comp.factory(cfg.graph.parsed, BuilderContext(prepared.data, prepared.split, cfg.seed))
+
+
+def build_recommender(loaded: LoadedPipeline, prepared: Prepared, graph: GraphBundle,
+                      registry: Registry) -> Recommender:
+    cfg = loaded.config
+    encoders = {}
+    for role, ref in cfg.encoders.items():
+        comp = registry.get("encoder", ref.name)
+        encoders[role] = comp.factory(ref.parsed, EncoderContext(role, graph, prepared.split,
+                                                                 prepared.data, cfg.seed))
+    fusion = registry.get("fusion", cfg.fusion.name)
+    model = fusion.factory(cfg.fusion.parsed, FusionContext(encoders, graph, prepared.split,
+                                                            prepared.data, cfg.seed))
+    if not isinstance(model, Recommender):
+        raise KgflowError(f"fusion {fusion.name!r} ({fusion.package}) returned "
+                          f"{type(model).__name__}, not a kgflow Recommender")
+    return model
+
+
+def count_parameters(model: Any) -> dict[str, int]:
+    params = list(model.parameters())
+    return {"total": sum(p.numel() for p in params),
+            "trainable": sum(p.numel() for p in params if p.requires_grad)}
+
+
+def _quiet_lightning() -> None:
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*predict_dataloader.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*overridden `transfer_batch_to_device`.*")
+    warnings.filterwarnings("ignore", message=".*isinstance.*treespec.*")
+
+
+def resolved_yaml(loaded: LoadedPipeline) -> str:
+    data = loaded.config.model_dump(mode="json")
+    header = (f"# resolved from {loaded.source}"
+              + (f" with --set {' --set '.join(loaded.overrides)}" if loaded.overrides else "") + "\n")
+    return header + yaml.safe_dump(data, sort_keys=False)
+
+
+def default_out(loaded: LoadedPipeline) -> Path:
+    return Path("runs") / loaded.name
+
+
+def run_pipeline(loaded: LoadedPipeline, out: str | Path | None = None, *, overwrite: bool = False,
+                 resume: bool = False, registry: Registry | None = None,
+                 progress: bool | None = None, echo: Any = print) -> dict[str, Any]:
+    """Run a validated pipeline end to end and return its metrics (also in ``metrics.json``)."""
+    import lightning as L
+    import torch
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    from kgflow.training.datamodule import RecDataModule
+    from kgflow.training.module import RecModule
+
+    registry = registry or get_registry()
+    cfg = loaded.config
+    run = RunDir(out or default_out(loaded))
+    run.check(overwrite=overwrite, resume=resume)
+    # Data problems (missing files, nothing left after filtering) surface before anything is written.
+    t_start = time.perf_counter()
+    prepared = prepare(loaded, registry)
+    run.prepare(overwrite=overwrite, resume=resume)
+    if resume:
+        previous = (run.path / "resolved.yaml").read_text()
+        if previous.split("\n", 1)[1] != resolved_yaml(loaded).split("\n", 1)[1]:
+            raise KgflowError(f"{run.path}: the pipeline differs from the one this run started with; "
+                              "resume needs the same pipeline and --set options")
+    else:
+        atomic_write_text(run.path / "resolved.yaml", resolved_yaml(loaded))
+    run.set_state("running", pipeline=str(loaded.source), pid=os.getpid())
+    try:
+        _quiet_lightning()
+        L.seed_everything(cfg.seed, verbose=False)
+        split = prepared.split
+        fingerprint = split.fingerprint()
+        echo(f"data: {prepared.data.name}, split {split.method}: " + ", ".join(
+            f"{k} {v:,}" for k, v in split.stats().items()) + f" (fingerprint {fingerprint})")
+        graph = build_graph(loaded, prepared, registry)
+        echo("graph: " + "; ".join(graph.report.lines()))
+        atomic_write_json(run.path / "graph.json", graph.report.as_dict())
+        plugins = [{"name": p.name, "package": p.package, "version": p.version}
+                   for p in registry.plugins]
+        atomic_write_json(run.path / "environment.json",
+                          environment.describe(cfg.seed, fingerprint, plugins))
+
+        model = build_recommender(loaded, prepared, graph, registry)
+        loss_comp = registry.get("loss", cfg.objective.loss.name)
+        loss = loss_comp.factory(cfg.objective.loss.parsed, LossContext(cfg.objective.negatives))
+        metrics = {name: registry.get("metric", name).factory(
+            registry.get("metric", name).params(), MetricContext()) for name in cfg.eval.metrics}
+        datamodule = RecDataModule(split, cfg.train.batch_size, cfg.objective.negatives,
+                                   cfg.eval.batch_users, cfg.seed)
+        module = RecModule(model, loss, cfg.objective.l2, cfg.train, datamodule.tasks,
+                           cfg.eval.ks, metrics)
+        monitor = f"valid/{cfg.train.early_stopping.metric if cfg.train.early_stopping else 'ndcg@10'}"
+        checkpoint = ModelCheckpoint(dirpath=run.checkpoints, filename="best", monitor=monitor,
+                                     mode="max", save_last=True, enable_version_counter=False)
+        callbacks: list[Any] = [checkpoint]
+        if cfg.train.early_stopping:
+            callbacks.append(EarlyStopping(monitor=monitor, mode="max",
+                                           patience=cfg.train.early_stopping.patience,
+                                           min_delta=cfg.train.early_stopping.min_delta))
+        show = sys.stderr.isatty() if progress is None else progress
+        trainer_args: dict[str, Any] = {
+            "accelerator": "auto", "devices": 1, "enable_progress_bar": show,
+            "enable_model_summary": False, "num_sanity_val_steps": 0, "log_every_n_steps": 1,
+        }
+        trainer_args.update(cfg.trainer)
+        trainer = L.Trainer(max_epochs=cfg.train.epochs, callbacks=callbacks,
+                            check_val_every_n_epoch=cfg.train.eval_every,
+                            logger=CSVLogger(str(run.path), name="logs", version=""),
+                            default_root_dir=str(run.path), **trainer_args)
+        ckpt = str(run.checkpoints / "last.ckpt") if resume else None
+        t_fit = time.perf_counter()
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
+        fit_seconds = time.perf_counter() - t_fit
+        best = checkpoint.best_model_path or None
+        train_epochs = list(module.timing["train_epoch"])
+        trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)
+        trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)
+        evals = module.timing["eval"]
+        result = {
+            "valid": module.results.get("valid", {}),
+            "test": module.results.get("test", {}),
+            "best_epoch": _checkpoint_epoch(best) if best else module.best_epoch,
+            "timing": {
+                "epochs": trainer.current_epoch,
+                "seconds_per_epoch": sum(train_epochs) / max(len(train_epochs), 1),
+                "eval_seconds": sum(evals) / max(len(evals), 1),
+                "fit_seconds": fit_seconds,
+                "total_seconds": time.perf_counter() - t_start,
+                "peak_rss_mb": environment.peak_rss_mb(),
+            },
+            "parameters": count_parameters(model),
+            "split": split.stats(),
+            "data_fingerprint": fingerprint,
+            "accelerator": str(trainer.accelerator.__class__.__name__).replace("Accelerator", "").lower(),
+        }
+        atomic_write_json(run.path / "metrics.json", result)
+        atomic_write_text(run.path / "report.md", render_report(loaded, result, graph))
+        run.finish()
+        return result
+    except BaseException as exc:
+        run.fail(f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def _checkpoint_epoch(path: str) -> int | None:
+    """The epoch stored in a Lightning checkpoint (ours, so loading it in full is safe)."""
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=False).get("epoch")
+
+
+def render_report(loaded: LoadedPipeline, result: dict[str, Any], graph: GraphBundle) -> str:
+    lines = [f"# {loaded.name}", "", f"Pipeline: `{loaded.source}`", ""]
+    for stage in ("valid", "test"):
+        groups = result.get(stage, {})
+        if not groups:
+            continue
+        keys = [k for k in next(iter(groups.values())) if k != "users"]
+        lines += [f"## {stage}", "", "| group | users | " + " | ".join(keys) + " |",
+                  "|---|---|" + "---|" * len(keys)]
+        for group, values in groups.items():
+            lines.append(f"| {group} | {values.get('users', '')} | "
+                         + " | ".join(f"{values.get(k, float('nan')):.4f}" for k in keys) + " |")
+        lines.append("")
+    t = result["timing"]
+    lines += ["## cost", "", f"- epochs: {t['epochs']} (best epoch {result['best_epoch']})",
+              f"- seconds per training epoch: {t['seconds_per_epoch']:.3f}",
+              f"- seconds per full-ranking evaluation: {t['eval_seconds']:.3f}",
+              f"- peak memory: {t['peak_rss_mb']:.0f} MB",
+              f"- parameters: {result['parameters']['trainable']:,} trainable", "",
+              "## graph", ""] + [f"- {line}" for line in graph.report.lines()]
+    return "\n".join(lines) + "\n"

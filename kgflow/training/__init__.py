@@ -1,0 +1,1 @@
+"""Lightning glue: data module, module, negative sampling."""

