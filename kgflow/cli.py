@@ -29,11 +29,22 @@ class KgflowGroup(click.Group):
 @click.group(cls=KgflowGroup)
 @click.version_option(__version__, prog_name="kgflow")
 @click.option("--debug", is_flag=True, help="Show full tracebacks.")
+@click.option("--trace-plugins", is_flag=True,
+              help="Log which plugin provided each component (also KGFLOW_TRACE_PLUGINS=1).")
 @click.pass_context
-def cli(ctx: click.Context, debug: bool) -> None:
+def cli(ctx: click.Context, debug: bool, trace_plugins: bool) -> None:
     """Declarative recommendation with knowledge graphs, GNNs and language models."""
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    if trace_plugins:
+        import os
+
+        from kgflow.registry import get_registry, set_registry
+        from kgflow.registry.registry import ENV_TRACE
+
+        os.environ[ENV_TRACE] = "1"
+        set_registry(None)  # rebuild so that loading is traced too
+        get_registry()
 
 
 set_option = click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",

@@ -12,6 +12,8 @@ from kgflow.cli import cli
 
 REPO = Path(__file__).resolve().parents[1]
 
+pytest_plugins = ["kgflow.testing"]  # the fixtures plugin authors use, exercised by our own tests
+
 
 @pytest.fixture(autouse=True)
 def _home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:

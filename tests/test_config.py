@@ -154,3 +154,13 @@ def test_override_parsing_types():
     located = load_yaml_text("x: {y: 1}\n", "f.yaml")
     out = apply_overrides(located, ["x.y=2.5", "x.z=[1, 2]", "w=null"])
     assert out.data == {"x": {"y": 2.5, "z": [1, 2]}, "w": None}
+
+
+def test_requires_fails_fast_with_the_pip_command(write):
+    path = write("p.yaml", TINY + "requires: ['kgflow-no-such-plugin>=0.3', 'pydantic>=1']\n")
+    [msg] = errors_of(path)
+    assert "requires kgflow-no-such-plugin>=0.3, but it is not installed" in msg
+    assert "pip install 'kgflow-no-such-plugin>=0.3'" in msg
+    path = write("p.yaml", TINY + "requires: ['pydantic<1']\n")
+    [msg] = errors_of(path)
+    assert "is installed" in msg

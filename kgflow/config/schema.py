@@ -129,6 +129,9 @@ class PipelineConfig(Strict):
     kgflow: int = Field(description="schema version of this file; currently 1")
     name: Optional[str] = Field(None, description="run name (defaults to the file name)")
     description: Optional[str] = None
+    requires: list[str] = Field(default_factory=list,
+                                description="plugin packages this pipeline needs, e.g. "
+                                "['kgflow-foo>=0.3']; checked before anything else")
     seed: int = Field(2020, description="seed for sampling, initialisation and the split")
     dataset: ComponentRef
     preprocess: Preprocess = Field(default_factory=Preprocess)

@@ -131,6 +131,33 @@ def _trainer_issues(trainer: dict[str, Any], located: Located) -> list[ConfigIss
     return issues
 
 
+def check_requirements(requires: list[str], located: Located) -> list[ConfigIssue]:
+    """Each ``requires:`` entry must be an installed distribution satisfying its specifier."""
+    import importlib.metadata as md
+
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    issues = []
+    for i, text in enumerate(requires):
+        file, line = located.where(("requires", i))
+        path = format_path(("requires", i))
+        try:
+            req = Requirement(text)
+        except InvalidRequirement as exc:
+            issues.append(ConfigIssue(f"not a package requirement: {exc}", path=path, file=file,
+                                      line=line, value=text, has_value=True))
+            continue
+        try:
+            installed = md.version(req.name)
+        except md.PackageNotFoundError:
+            installed = None
+        if installed is None or (req.specifier and not req.specifier.contains(installed, prereleases=True)):
+            have = f"version {installed} is installed" if installed else "it is not installed"
+            issues.append(ConfigIssue(f"this pipeline requires {text}, but {have}", path=path,
+                                      file=file, line=line, hint=f"run: pip install '{text}'"))
+    return issues
+
+
 def resolve_components(config: PipelineConfig, located: Located,
                        registry: Registry) -> list[ConfigIssue]:
     """Look up every named component and validate its ``params`` against its own model."""
@@ -180,6 +207,9 @@ def validate_located(located: Located, source: str, registry: Registry | None = 
         config = PipelineConfig.model_validate(located.data)
     except ValidationError as exc:
         raise ConfigError(issues_from_validation(exc, located, (), PipelineConfig), source) from None
+    requirement_issues = check_requirements(config.requires, located)
+    if requirement_issues:  # a missing plugin explains every unknown name after it: stop here
+        raise ConfigError(requirement_issues, source)
     issues = resolve_components(config, located, registry)
     issues += _trainer_issues(config.trainer, located)
     if not issues:

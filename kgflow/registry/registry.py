@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import importlib.metadata as md
 import os
+import sys
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -22,6 +23,17 @@ from kgflow.registry.component import Component, ConfigCheck, normalize_name
 CORE_DISTRIBUTION = "kgflow"
 ENV_ALLOWLIST = "KGFLOW_LOAD_PLUGINS"
 ENV_NO_AUTOLOAD = "KGFLOW_DISABLE_PLUGIN_AUTOLOAD"
+ENV_TRACE = "KGFLOW_TRACE_PLUGINS"
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() not in ("", "0", "false", "no")
+
+
+def trace(message: str) -> None:
+    """With KGFLOW_TRACE_PLUGINS=1 (or ``kgflow --trace-plugins``), say which plugin did what."""
+    if _truthy(os.environ.get(ENV_TRACE)):
+        print(f"[kgflow plugins] {message}", file=sys.stderr)
 
 
 @dataclass
@@ -118,6 +130,8 @@ class Registry:
         if conflict:
             raise PluginError(conflict.message())
         comp = self.find(kind, name)
+        if comp is not None:
+            trace(f"{kind} {name!r} -> {comp.name} from {comp.package} {comp.version} ({comp.plugin})")
         if comp is None:
             hint = self.suggest(kind, name)
             did = f"did you mean {' or '.join(repr(h) for h in hint)}? " if hint else ""
@@ -140,7 +154,7 @@ def _allowed(dist_name: str) -> bool:
     autoload switch."""
     if normalize_name(dist_name) == CORE_DISTRIBUTION:
         return True
-    if os.environ.get(ENV_NO_AUTOLOAD, "").strip() not in ("", "0", "false", "no"):
+    if _truthy(os.environ.get(ENV_NO_AUTOLOAD)):
         allow = os.environ.get(ENV_ALLOWLIST, "")
         return bool(allow) and normalize_name(dist_name) in {normalize_name(a) for a in allow.split(",")}
     allow = os.environ.get(ENV_ALLOWLIST, "").strip()
@@ -172,6 +186,7 @@ def build_registry(extra_plugins: Iterable[tuple[str, Any]] = (), *,
             dist = ep.dist.name if ep.dist else "?"
             version = ep.dist.version if ep.dist else "?"
             if not _allowed(dist):
+                trace(f"skipped {dist}:{ep.name} (allowlist / autoload switch)")
                 continue
             candidates.append((f"{dist}:{ep.name}", dist, version, ep))
     for name, obj in extra_plugins:
@@ -183,6 +198,7 @@ def build_registry(extra_plugins: Iterable[tuple[str, Any]] = (), *,
             pm.register(obj, name=name)
         except Exception as exc:  # a broken plugin must never break the CLI
             broken.append(BrokenPlugin(name, dist, version, _short_error(exc), traceback.format_exc()))
+            trace(f"BROKEN {name} ({dist} {version}): {_short_error(exc)}")
             continue
         hooks = [h.name for h in pm.get_hookcallers(obj) or []]
         plugins.append(PluginInfo(name, dist, version, sorted(hooks)))
@@ -201,6 +217,8 @@ def build_registry(extra_plugins: Iterable[tuple[str, Any]] = (), *,
                                        traceback.format_exc()))
             continue
         components.extend(c.with_origin(dist, version, impl.plugin_name) for c in result)
+        trace(f"{impl.plugin_name} ({dist} {version}) registered "
+              + ", ".join(f"{c.kind} {c.name}" for c in result))
 
     checks: list[ConfigCheck] = []
     for impl in pm.hook.kgflow_config_checks.get_hookimpls():
