@@ -164,3 +164,11 @@ def test_requires_fails_fast_with_the_pip_command(write):
     path = write("p.yaml", TINY + "requires: ['pydantic<1']\n")
     [msg] = errors_of(path)
     assert "is installed" in msg
+
+
+def test_extends_switching_component_replaces_its_params(write):
+    write("base.yaml", TINY)
+    child = write("child.yaml", "kgflow: 1\nextends: base.yaml\nencoders: {graph: {name: mf, params: {dim: 4}}}\n")
+    loaded = load_pipeline(child)
+    assert loaded.config.encoders["graph"].name == "mf"
+    assert loaded.config.encoders["graph"].parsed.dim == 4

@@ -84,6 +84,21 @@ def test_import_error_in_entry_point_is_isolated(monkeypatch):
     reg = build_registry()
     assert any("ModuleNotFoundError" in b.error for b in reg.broken)
     assert "mf" in reg.names("encoder")
+    # every other command still works with the broken plugin installed
+    from click.testing import CliRunner
+
+    from kgflow.cli import cli
+
+    set_registry(None)
+    try:
+        runner = CliRunner()
+        listing = runner.invoke(cli, ["plugins"])
+        assert listing.exit_code == 0 and "broken plugin" in listing.output
+        assert "kgflow_no_such_module_xyz" in listing.output
+        schema = runner.invoke(cli, ["schema"])
+        assert schema.exit_code == 0
+    finally:
+        set_registry(None)
 
 
 def test_hookspecs_and_kinds_are_documented():

@@ -18,8 +18,8 @@ from kgflow.errors import ConfigError, ConfigIssue
 def deep_merge(base: Located, child: Located) -> Located:
     """Merge ``child`` over ``base``: mappings merge key by key, anything else is replaced."""
 
-    def merge(b: Any, c: Any) -> Any:
-        if isinstance(b, dict) and isinstance(c, dict):
+    def merge(b: Any, c: Any, top: bool = False) -> Any:
+        if isinstance(b, dict) and isinstance(c, dict) and (top or not _switches_component(b, c)):
             out = dict(b)
             for key, value in c.items():
                 out[key] = merge(b[key], value) if key in b else copy.deepcopy(value)
@@ -28,12 +28,23 @@ def deep_merge(base: Located, child: Located) -> Located:
 
     positions = dict(base.positions)
     for path in list(positions):
-        # a replaced (non-mapping) subtree loses its base positions below the replacement point
-        if any(path[:n] in child.positions and not isinstance(_get(child.data, path[:n]), dict)
+        # a replaced subtree loses its base positions below the replacement point
+        if any(path[:n] in child.positions and _replaced(_get(base.data, path[:n]),  # n >= 1: not the root
+                                                         _get(child.data, path[:n]))
                for n in range(1, len(path))):
             del positions[path]
     positions.update({p: pos for p, pos in child.positions.items() if p})
-    return Located(merge(base.data, child.data), positions)
+    return Located(merge(base.data, child.data, top=True), positions)
+
+
+def _switches_component(base: dict, child: dict) -> bool:
+    """A component block that names a different component replaces the base block whole: the old
+    component's ``params`` would be meaningless (and invalid) for the new one."""
+    return "name" in base and "name" in child and base["name"] != child["name"]
+
+
+def _replaced(base: Any, child: Any) -> bool:
+    return not (isinstance(base, dict) and isinstance(child, dict)) or _switches_component(base, child)
 
 
 def _get(data: Any, path: YamlPath) -> Any:
