@@ -222,6 +222,24 @@ def data_split(pipeline: str, overrides: tuple[str, ...], export_dir: str) -> No
     click.echo(f"{folder}: {stats} (fingerprint {prepared.split.fingerprint()})")
 
 
+@cli.group()
+def new() -> None:
+    """Create new things from templates."""
+
+
+@new.command("plugin")
+@click.argument("name")
+@click.option("--dir", "parent", default=".", type=click.Path(file_okay=False),
+              help="Where to create the package folder.")
+def new_plugin_cmd(name: str, parent: str) -> None:
+    """Write a plugin package NAME (entry point, a sample encoder with a parameter model, a test,
+    a pipeline and a README)."""
+    from kgflow.scaffold import new_plugin
+
+    root = new_plugin(name, parent)
+    click.echo(f"created {root}\nnext: pip install -e {root}[test] && python -m pytest {root}")
+
+
 def _add_plugin_commands() -> None:
     try:
         from kgflow.registry import get_registry

@@ -195,6 +195,8 @@ def build_registry(extra_plugins: Iterable[tuple[str, Any]] = (), *,
     for name, dist, version, target in candidates:
         try:
             obj = target.load() if isinstance(target, md.EntryPoint) else target
+            if pm.is_registered(obj):  # e.g. a test registers a module its entry point loaded
+                continue
             pm.register(obj, name=name)
         except Exception as exc:  # a broken plugin must never break the CLI
             broken.append(BrokenPlugin(name, dist, version, _short_error(exc), traceback.format_exc()))
