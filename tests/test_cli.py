@@ -178,10 +178,3 @@ def test_movielens_data_info(invoke):
     assert result.exit_code == 0
     assert "91,631" in result.output and "55,375" in result.output
 
-
-def test_csv_example_runs(invoke, tmp_path, monkeypatch):
-    monkeypatch.chdir(REPO)
-    result = invoke("run", "examples/csv-data/pipeline.yaml", "--out", str(tmp_path / "csv"),
-                    "--no-progress", "--set", "train.epochs=3")
-    assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "csv" / "metrics.json").read_text())["split"]["users"] > 100
