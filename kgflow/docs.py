@@ -98,6 +98,41 @@ def render_reference(registry: Registry | None = None) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def render_cli() -> str:
+    """Every kgflow command with its usage, help and options (plugins' commands left out)."""
+    import click
+
+    from kgflow.cli import cli
+
+    lines = ["# Command-line reference", "",
+             "Generated from the commands by `python -m kgflow.docs`; do not edit by hand. Every command "
+             "exits with code 2 and a message (no traceback) on bad input; `kgflow --debug ...` shows "
+             "the traceback.", ""]
+
+    def walk(cmd: click.Command, path: list[str]) -> None:
+        ctx = click.Context(cmd, info_name=" ".join(path))
+        if path != ["kgflow"]:
+            lines.extend([f"## `{' '.join(path)}`", "", "```", cmd.get_usage(ctx).strip(), "```", ""])
+            lines.extend([(cmd.help or "").strip(), ""])
+        else:
+            lines.extend(["## `kgflow`", "", (cmd.help or "").strip(), ""])
+        params = [p for p in cmd.get_params(ctx) if isinstance(p, click.Option) and p.help]
+        if params:
+            lines.extend(["| option | meaning |", "|---|---|"])
+            for p in params:
+                names = ", ".join(f"`{o}`" for o in p.opts + p.secondary_opts)
+                lines.append(f"| {names} | {p.help} |")
+            lines.append("")
+        if isinstance(cmd, click.Group):
+            for name in sorted(cmd.commands):
+                sub = cmd.commands[name]
+                if (sub.callback is None or sub.callback.__module__.startswith("kgflow")):
+                    walk(sub, path + [name])
+
+    walk(cli, ["kgflow"])
+    return "\n".join(lines).rstrip() + "\n"
+
+
 def render_schema(registry: Registry | None = None) -> str:
     return json.dumps(pipeline_schema(registry or core_registry()), indent=2) + "\n"
 
@@ -106,7 +141,8 @@ def main() -> None:
     registry = core_registry()
     (DOCS / "reference.md").write_text(render_reference(registry))
     (DOCS / "kgflow.schema.json").write_text(render_schema(registry))
-    print(f"wrote {DOCS / 'reference.md'} and {DOCS / 'kgflow.schema.json'}")
+    (DOCS / "cli.md").write_text(render_cli())
+    print(f"wrote {DOCS / 'reference.md'}, {DOCS / 'cli.md'} and {DOCS / 'kgflow.schema.json'}")
 
 
 if __name__ == "__main__":

@@ -132,6 +132,13 @@ def test_reference_doc_is_current():
     assert text == render_reference(), "docs/reference.md is stale: run `python -m kgflow.docs`"
 
 
+def test_cli_doc_is_current():
+    from kgflow.docs import render_cli
+
+    assert (REPO / "docs" / "cli.md").read_text() == render_cli(), \
+        "docs/cli.md is stale: run `python -m kgflow.docs`"
+
+
 def test_data_split_export(invoke, tiny_pipeline, tmp_path):
     result = invoke("data", "split", str(tiny_pipeline), "--export", str(tmp_path / "x"))
     assert result.exit_code == 0, result.output

@@ -112,3 +112,21 @@ def test_hookspecs_and_kinds_are_documented():
             assert f"`{name}`" in text, f"hook {name} is not documented in docs/plugins.md"
     for kind in KINDS:
         assert f"`{kind}`" in text, f"component kind {kind} is not documented in docs/plugins.md"
+
+
+def test_the_plugin_guide_example_works_as_written(tmp_path):
+    """docs/plugins.md's first code block, run as a user would after copying it."""
+    import re
+    from pathlib import Path
+
+    from kgflow.testing import registered, run_fast
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "plugins.md").read_text()
+    code = re.search(r"```python\n(# my_plugin/__init__.py\n.*?)```", text, re.S).group(1)
+    module = types.ModuleType("my_plugin")
+    exec(compile(code, "docs/plugins.md", "exec"), module.__dict__)
+    with registered(module, package="my-plugin") as reg:
+        assert reg.get("encoder", "learned-popularity").package == "my-plugin"
+        metrics = run_fast({"encoders": {"graph": "learned-popularity"},
+                            "train": {"epochs": 3, "lr": 0.1}}, tmp_path / "run")
+    assert metrics["test"]["all"]["recall@10"] > 0
