@@ -81,3 +81,13 @@ def test_domain_data_is_what_make_data_writes(tmp_path, example):
     module.main(out=tmp_path)
     for path in (REPO / "examples" / example / "data").iterdir():
         assert (tmp_path / path.name).read_bytes() == path.read_bytes(), path.name
+
+
+def test_every_shipped_pipeline_points_editors_at_the_schema():
+    files = list((REPO / "pipelines").glob("*.yaml")) + list((REPO / "examples").glob("*/pipeline.yaml"))
+    assert len(files) >= 8
+    for path in files:
+        first = path.read_text().splitlines()[0]
+        assert first.startswith("# yaml-language-server: $schema="), path
+        target = (path.parent / first.split("$schema=", 1)[1]).resolve()
+        assert target == (REPO / "docs" / "kgflow.schema.json").resolve(), path
