@@ -26,7 +26,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PAIRS = {"mf": "BPR", "lightgcn": "LightGCN"}  # kgflow pipeline -> RecBole model
-PATIENCE, EPOCHS = 100, 1500  # as in pipelines/movielens-base.yaml
+PATIENCE, EPOCHS = 100, 1500  # as in pipelines/protocols/movielens.yaml
 
 
 def kgflow_cmd() -> list[str]:
@@ -87,12 +87,15 @@ def _recbole_fields(raw: dict) -> dict:
 
 
 def summarize(args: argparse.Namespace) -> None:
-    rows = [json.loads(line) for line in (args.work / "results.jsonl").read_text().splitlines()]
-    table: dict[tuple[str, str], list[dict]] = {}
-    for r in rows:
+    latest: dict[tuple[str, str, int], dict] = {}  # a rerun of the same seed replaces the earlier one
+    for line in (args.work / "results.jsonl").read_text().splitlines():
+        r = json.loads(line)
         if r["system"] == "recbole":
             r = {**r, **_recbole_fields(r["raw"])}
-        table.setdefault((r["model"], r["system"]), []).append(r)
+        latest[(r["model"], r["system"], r["seed"])] = r
+    table: dict[tuple[str, str], list[dict]] = {}
+    for (model, system, _), r in sorted(latest.items()):
+        table.setdefault((model, system), []).append(r)
 
     def stat(values: list[float]) -> str:
         values = [v for v in values if v is not None]
@@ -109,6 +112,19 @@ def summarize(args: argparse.Namespace) -> None:
         print(f"| {model} | {system} | {seeds} | {stat([r['test'].get('ndcg@10') for r in rs])} | "
               f"{stat([r['test'].get('recall@20') for r in rs])} | "
               f"{stat([r['test'].get('ndcg@20') for r in rs])} | {epochs} |")
+    print()
+    print("Paired over the seeds both systems ran (kgflow minus RecBole, test NDCG@10):")
+    for model in sorted({m for m, _ in table}):
+        ours = {r["seed"]: r["test"].get("ndcg@10") for r in table.get((model, "kgflow"), [])}
+        theirs = {r["seed"]: r["test"].get("ndcg@10") for r in table.get((model, "recbole"), [])}
+        common = sorted(set(ours) & set(theirs))
+        if len(common) < 2:
+            continue
+        diffs = [ours[s] - theirs[s] for s in common]
+        se = statistics.stdev(diffs) / len(diffs) ** 0.5
+        print(f"- {model}: {len(common)} seeds, mean difference {statistics.mean(diffs):+.4f} "
+              f"(standard error {se:.4f}, t = {statistics.mean(diffs) / se:+.2f}); per seed "
+              + ", ".join(f"{d:+.4f}" for d in diffs))
     print()
     for (model, system), rs in sorted(table.items()):
         per_seed = ", ".join(f"{r['seed']}: {r['test'].get('ndcg@10', float('nan')):.4f}" for r in rs)

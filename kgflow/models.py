@@ -25,6 +25,16 @@ class GraphEncoder(nn.Module):
     def forward(self) -> Embeddings:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def propagate(self, user0: torch.Tensor, item0: torch.Tensor) -> Embeddings:
+        """Run the encoder on given layer-0 user and item representations instead of its own ID
+        embeddings (how a fusion feeds it language-model features). Encoders that cannot take
+        external inputs raise ``TypeError``."""
+        raise TypeError(f"{type(self).__name__} cannot take external input features")
+
+    def input_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The encoder's own layer-0 (ID) user and item tables, for fusions that add to them."""
+        raise TypeError(f"{type(self).__name__} has no ID embedding tables")
+
     def ego(self, users: torch.Tensor, items: torch.Tensor) -> list[torch.Tensor]:
         """The layer-0 (trainable input) rows used for L2 regularisation of a batch."""
         return []

@@ -31,6 +31,12 @@ from kgflow.models import Embeddings, EncoderRecommender, GraphEncoder, Recommen
 from kgflow.registry import Component, ConfigCheck, NoParams, Params, hookimpl
 
 
+def _home() -> Path:
+    from kgflow.data.store import kgflow_home
+
+    return kgflow_home()
+
+
 @dataclass
 class DatasetContext:
     """For ``dataset`` factories: return a :class:`RecData`."""
@@ -57,6 +63,7 @@ class EncoderContext:
     split: Split
     data: RecData
     seed: int
+    home: Path = field(default_factory=lambda: _home())  # for caches (e.g. text embeddings)
 
 
 @dataclass

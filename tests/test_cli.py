@@ -185,3 +185,24 @@ def test_movielens_data_info(invoke):
     assert result.exit_code == 0
     assert "91,631" in result.output and "55,375" in result.output
 
+
+
+def test_selection_prefers_the_later_checkpoint_on_ties():
+    from types import SimpleNamespace
+
+    import torch
+
+    from kgflow.training.selection import BestCheckpoint
+
+    saved = []
+    trainer = SimpleNamespace(sanity_checking=False, state=SimpleNamespace(fn="fit"), current_epoch=0,
+                              callback_metrics={}, should_stop=False,
+                              save_checkpoint=lambda path: saved.append(trainer.current_epoch))
+    cb = BestCheckpoint("/tmp/unused-kgflow-test", "valid/ndcg@10", patience=2, decimals=4)
+    cb.path = SimpleNamespace(parent=SimpleNamespace(mkdir=lambda **k: None), is_file=lambda: True)
+    for epoch, value in enumerate([0.10, 0.12001, 0.12004, 0.11, 0.11]):
+        trainer.current_epoch = epoch
+        trainer.callback_metrics = {"valid/ndcg@10": torch.tensor(value)}
+        cb.on_validation_end(trainer, None)
+    assert saved == [0, 1, 2]            # 0.12004 rounds to 0.1200 = the best: the later one wins
+    assert cb.best_epoch == 2 and trainer.should_stop

@@ -96,7 +96,10 @@ class Objective(Strict):
 class EarlyStopping(Strict):
     metric: str = Field("ndcg@10", description="validation metric to select the best epoch")
     patience: int = Field(50, ge=1, description="evaluations without improvement before stopping")
-    min_delta: float = Field(0.0, ge=0)
+    decimals: Optional[int] = Field(4, ge=0, description="compare validation scores at this many "
+                                    "decimals (as RecBole does); null compares exact values")
+    ties: Literal["later", "earlier"] = Field("later", description="which checkpoint wins when the "
+                                              "score ties the best: later (RecBole's rule) or earlier")
 
 
 class TrainConfig(Strict):

@@ -113,12 +113,12 @@ def run_pipeline(loaded: LoadedPipeline, out: str | Path | None = None, *, overw
                  progress: bool | None = None, echo: Any = print) -> dict[str, Any]:
     """Run a validated pipeline end to end and return its metrics (also in ``metrics.json``)."""
     import lightning as L
-    import torch
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
     from kgflow.training.datamodule import RecDataModule
     from kgflow.training.module import RecModule
+    from kgflow.training.selection import BestCheckpoint
 
     registry = registry or get_registry()
     cfg = loaded.config
@@ -160,14 +160,14 @@ def run_pipeline(loaded: LoadedPipeline, out: str | Path | None = None, *, overw
                                    cfg.eval.batch_users, cfg.seed)
         module = RecModule(model, loss, cfg.objective.l2, cfg.train, datamodule.tasks,
                            cfg.eval.ks, metrics)
-        monitor = f"valid/{cfg.train.early_stopping.metric if cfg.train.early_stopping else 'ndcg@10'}"
-        checkpoint = ModelCheckpoint(dirpath=run.checkpoints, filename="best", monitor=monitor,
-                                     mode="max", save_last=True, enable_version_counter=False)
-        callbacks: list[Any] = [checkpoint]
-        if cfg.train.early_stopping:
-            callbacks.append(EarlyStopping(monitor=monitor, mode="max",
-                                           patience=cfg.train.early_stopping.patience,
-                                           min_delta=cfg.train.early_stopping.min_delta))
+        stop = cfg.train.early_stopping
+        checkpoint = BestCheckpoint(run.checkpoints, f"valid/{stop.metric if stop else 'ndcg@10'}",
+                                    patience=stop.patience if stop else None,
+                                    decimals=stop.decimals if stop else None,
+                                    ties_later=(stop.ties == "later") if stop else False)
+        last = ModelCheckpoint(dirpath=run.checkpoints, save_top_k=0, save_last=True,
+                               enable_version_counter=False)
+        callbacks: list[Any] = [checkpoint, last]
         show = sys.stderr.isatty() if progress is None else progress
         trainer_args: dict[str, Any] = {
             "accelerator": "auto", "devices": 1, "enable_progress_bar": show,
@@ -180,7 +180,11 @@ def run_pipeline(loaded: LoadedPipeline, out: str | Path | None = None, *, overw
                             default_root_dir=str(run.path), **trainer_args)
         ckpt = str(run.checkpoints / "last.ckpt") if resume else None
         t_fit = time.perf_counter()
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
+        trainable = count_parameters(model)["trainable"]
+        if trainable:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
+        else:  # nothing to learn (a content or popularity baseline): evaluate as built
+            echo("the model has no trainable parameters: evaluating without training")
         fit_seconds = time.perf_counter() - t_fit
         best = checkpoint.best_model_path or None
         train_epochs = list(module.timing["train_epoch"])
@@ -190,7 +194,7 @@ def run_pipeline(loaded: LoadedPipeline, out: str | Path | None = None, *, overw
         result = {
             "valid": module.results.get("valid", {}),
             "test": module.results.get("test", {}),
-            "best_epoch": _checkpoint_epoch(best) if best else module.best_epoch,
+            "best_epoch": checkpoint.best_epoch,
             "timing": {
                 "epochs": trainer.current_epoch,
                 "seconds_per_epoch": sum(train_epochs) / max(len(train_epochs), 1),
@@ -211,13 +215,6 @@ def run_pipeline(loaded: LoadedPipeline, out: str | Path | None = None, *, overw
     except BaseException as exc:
         run.fail(f"{type(exc).__name__}: {exc}")
         raise
-
-
-def _checkpoint_epoch(path: str) -> int | None:
-    """The epoch stored in a Lightning checkpoint (ours, so loading it in full is safe)."""
-    import torch
-
-    return torch.load(path, map_location="cpu", weights_only=False).get("epoch")
 
 
 def render_report(loaded: LoadedPipeline, result: dict[str, Any], graph: GraphBundle) -> str:

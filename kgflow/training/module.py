@@ -30,8 +30,6 @@ class RecModule(L.LightningModule):
         self.timing: dict[str, list[float]] = {"train_epoch": [], "eval": []}
         self._t0 = 0.0
         self._t_last = 0.0
-        self.best_epoch: int | None = None
-        self._best_value = -float("inf")
 
     def transfer_batch_to_device(self, batch: dict[str, torch.Tensor], device: torch.device,
                                  dataloader_idx: int) -> dict[str, torch.Tensor]:
@@ -95,10 +93,6 @@ class RecModule(L.LightningModule):
     def _eval_end(self, stage: str) -> None:
         result = self.evaluators[stage].result()
         self.results[stage] = result
-        if stage == "valid" and self.trainer.state.fn == "fit":
-            value = result.get("all", {}).get(self._monitor_key(), -float("inf"))
-            if value > self._best_value:
-                self._best_value, self.best_epoch = value, self.current_epoch
         self._emb = None
         self.timing["eval"].append(time.perf_counter() - self._eval_t0)
         for group, values in result.items():

@@ -40,6 +40,12 @@ class MF(GraphEncoder):
     def forward(self) -> Embeddings:
         return Embeddings(self.user.weight, self.item.weight)
 
+    def propagate(self, user0: torch.Tensor, item0: torch.Tensor) -> Embeddings:
+        return Embeddings(user0, item0)
+
+    def input_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.user.weight, self.item.weight
+
     def ego(self, users: torch.Tensor, items: torch.Tensor) -> list[torch.Tensor]:
         return [self.user.weight.index_select(0, users), self.item.weight.index_select(0, items)]
 
@@ -93,7 +99,10 @@ class LightGCN(GraphEncoder):
         self.register_buffer("adj", normalized_adjacency(graph), persistent=False)
 
     def forward(self) -> Embeddings:
-        parts = [self.user.weight, self.item.weight] + ([self.other.weight] if self.other is not None else [])
+        return self.propagate(self.user.weight, self.item.weight)
+
+    def propagate(self, user0: torch.Tensor, item0: torch.Tensor) -> Embeddings:
+        parts = [user0, item0] + ([self.other.weight] if self.other is not None else [])
         x = torch.cat(parts)
         total = x
         for _ in range(self.layers):
@@ -102,6 +111,9 @@ class LightGCN(GraphEncoder):
         out = total / (self.layers + 1)
         return Embeddings(out[self.user_offset:self.user_offset + self.n_users],
                           out[self.item_offset:self.item_offset + self.n_items])
+
+    def input_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.user.weight, self.item.weight
 
     def ego(self, users: torch.Tensor, items: torch.Tensor) -> list[torch.Tensor]:
         return [self.user.weight.index_select(0, users), self.item.weight.index_select(0, items)]
@@ -119,7 +131,11 @@ def build_lightgcn(params: LightGCNParams, ctx: EncoderContext) -> LightGCN:
 
 @hookimpl
 def kgflow_components() -> list[Component]:
+    from kgflow_plugins.text import TextParams, build_text
+
     return [
+        Component("encoder", "text", build_text, TextParams,
+                  "frozen language-model embeddings of item (and user) texts from templates"),
         Component("encoder", "mf", build_mf, EmbeddingParams,
                   "matrix factorisation (BPR-MF): ID embeddings, no graph", aliases=("bpr-mf",)),
         Component("encoder", "lightgcn", build_lightgcn, LightGCNParams,

@@ -1,0 +1,85 @@
+"""Text encoders and the text fusions, with a tiny random BERT built from a config (no download)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from kgflow.errors import ConfigError, KgflowError
+from kgflow.testing import run_fast
+from kgflow_plugins.datasets.synthetic import VOCAB
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    words = sorted({w for group in VOCAB for w in group} | {"scifi", "romance", "mystery", "fantasy",
+                                                            "comedy", "war", "adventure", "techno"})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "(", ")"] + words + [str(d) for d in range(10)]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizer(str(folder / "vocab.txt")).save_pretrained(folder)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
+def text_encoder(model: Path, **params) -> dict:
+    return {"name": "text", "params": {"model": str(model), "item_template": "{title}. {genre}",
+                                       **params}}
+
+
+def test_content_baseline_scores_without_training(tiny_bert, tmp_path):
+    metrics = run_fast({"encoders": {"text": text_encoder(tiny_bert)},
+                        "fusion": "content"}, tmp_path / "r",
+                       base=_without_graph())
+    assert metrics["timing"]["epochs"] == 0 and metrics["parameters"]["trainable"] == 0
+    assert metrics["test"]["all"]["recall@10"] > 0
+
+
+def _without_graph() -> dict:
+    from kgflow.testing import TINY_PIPELINE
+
+    base = json.loads(json.dumps(TINY_PIPELINE))
+    base.pop("encoders")
+    return base
+
+
+def test_feature_fusion_trains_and_scores_cold_items(tiny_bert, tmp_path):
+    metrics = run_fast({"encoders": {"text": text_encoder(tiny_bert)}, "fusion": {"name": "feature"},
+                        "split": {"method": "cold_items", "cold_item_share": 0.2}}, tmp_path / "r")
+    assert set(metrics["test"]) == {"all", "cold_items", "warm_items"}
+    assert metrics["parameters"]["trainable"] > 0
+    assert metrics["test"]["cold_items"]["users"] > 0
+
+
+def test_embeddings_are_cached_and_reused(tiny_bert, tmp_path, monkeypatch):
+    import kgflow_plugins.text as text
+
+    run_fast({"encoders": {"text": text_encoder(tiny_bert)}, "fusion": "feature"}, tmp_path / "a")
+    monkeypatch.setattr(text, "encode", lambda *a, **k: pytest.fail("cache not used"))
+    run_fast({"encoders": {"text": text_encoder(tiny_bert)}, "fusion": "feature"}, tmp_path / "b")
+
+
+def test_missing_template_field_lists_available_fields(tiny_bert, tmp_path):
+    with pytest.raises(KgflowError, match=r"\['plot'\].*available fields: title, genre, year"):
+        run_fast({"encoders": {"text": text_encoder(tiny_bert, item_template="{plot}")},
+                  "fusion": "feature"}, tmp_path / "r")
+
+
+def test_bad_model_paths(tmp_path):
+    (tmp_path / "not-a-model").mkdir()
+    with pytest.raises(KgflowError, match="no config.json"):
+        run_fast({"encoders": {"text": text_encoder(tmp_path / "not-a-model")}, "fusion": "feature"},
+                 tmp_path / "r")
+    with pytest.raises(KgflowError, match="cannot load the text model"):
+        run_fast({"encoders": {"text": text_encoder(tmp_path / "nope" / "model")},
+                  "fusion": "feature"}, tmp_path / "r2")
+
+
+def test_fusion_roles_are_checked(tiny_bert, tmp_path):
+    with pytest.raises(ConfigError, match="fusion 'feature' needs an encoder under the role 'text'"):
+        run_fast({"fusion": "feature"}, tmp_path / "r")
