@@ -83,3 +83,15 @@ def test_bad_model_paths(tmp_path):
 def test_fusion_roles_are_checked(tiny_bert, tmp_path):
     with pytest.raises(ConfigError, match="fusion 'feature' needs an encoder under the role 'text'"):
         run_fast({"fusion": "feature"}, tmp_path / "r")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["movielens-content", "movielens-lm-feature"])
+def test_movielens_text_pipelines_with_minilm(invoke, tmp_path, name):
+    from conftest import REPO
+
+    result = invoke("run", str(REPO / "pipelines" / f"{name}.yaml"), "--out", str(tmp_path / name),
+                    "--no-progress", "--set", "train.epochs=2", "--set", "train.lr=0.01")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / name / "metrics.json").read_text())
+    assert metrics["test"]["all"]["ndcg@10"] > 0.012  # above random ranking (~0.005)
