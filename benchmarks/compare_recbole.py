@@ -11,6 +11,10 @@ stopping patience and epoch cap. Every result is one JSON line; ``summarize`` pr
         --recbole-python $PEERS/venv/bin/python --run-recbole shared/reference/recbole/run_recbole.py
     python benchmarks/compare_recbole.py summarize --work W
 
+``recbole`` runs ``run_recbole.py`` as shipped, whose RecBole seed is fixed at 2020 for every split;
+``recbole --vary-seed`` runs a copy that takes the split's seed, as kgflow does (``recbole-seeded``):
+with one initialisation for all splits, RecBole's spread understates run-to-run noise.
+
 The two halves can run side by side (each single-threaded) for quality; timings for the speed bar
 come from a run with the machine otherwise idle (``benchmarks/speed.py``).
 """
@@ -64,18 +68,33 @@ def run_kgflow(args: argparse.Namespace) -> None:
                                "fingerprint": m["data_fingerprint"]})
 
 
+def seeded_copy(tool: str, work: Path) -> str:
+    """run_recbole.py fixes RecBole's seed at 2020 for every run; this copy reads it from RB_SEED,
+    so that RecBole's initialisation varies across splits as kgflow's does."""
+    text = Path(tool).read_text()
+    fixed = '"seed": 2020,'
+    if fixed not in text:
+        raise SystemExit(f"{tool}: cannot find {fixed!r} to make the seed variable")
+    copy = work / "run_recbole_seeded.py"
+    copy.write_text(text.replace(fixed, '"seed": int(os.environ.get("RB_SEED", "2020")),'))
+    return str(copy)
+
+
 def run_recbole(args: argparse.Namespace) -> None:
     env = dict(os.environ, PEERS=str(args.peers))
+    tool = seeded_copy(args.run_recbole, args.work) if args.vary_seed else args.run_recbole
+    system = "recbole-seeded" if args.vary_seed else "recbole"
     for seed in args.seeds:
         folder = split_dir(args.work, seed)
         for model in args.models:
-            raw = args.work / f"recbole-raw-{model}-{seed}.jsonl"
+            raw = args.work / f"{system}-raw-{model}-{seed}.jsonl"
             raw.unlink(missing_ok=True)
-            subprocess.run([args.recbole_python, args.run_recbole, PAIRS[model], "--split-dir",
+            subprocess.run([args.recbole_python, tool, PAIRS[model], "--split-dir",
                             str(folder), "--stopping-step", str(PATIENCE), "--epochs", str(EPOCHS),
-                            "--out", str(raw)], check=True, env=env, cwd=args.peers / "run")
+                            "--out", str(raw)], check=True, cwd=args.peers / "run",
+                           env=dict(env, RB_SEED=str(seed)))
             r = json.loads(raw.read_text().splitlines()[-1])
-            append(args.work, {"system": "recbole", "model": model, "seed": seed, "raw": r})
+            append(args.work, {"system": system, "model": model, "seed": seed, "raw": r})
 
 
 def _recbole_fields(raw: dict) -> dict:
@@ -90,7 +109,7 @@ def summarize(args: argparse.Namespace) -> None:
     latest: dict[tuple[str, str, int], dict] = {}  # a rerun of the same seed replaces the earlier one
     for line in (args.work / "results.jsonl").read_text().splitlines():
         r = json.loads(line)
-        if r["system"] == "recbole":
+        if r["system"].startswith("recbole"):
             r = {**r, **_recbole_fields(r["raw"])}
         latest[(r["model"], r["system"], r["seed"])] = r
     table: dict[tuple[str, str], list[dict]] = {}
@@ -116,15 +135,17 @@ def summarize(args: argparse.Namespace) -> None:
     print("Paired over the seeds both systems ran (kgflow minus RecBole, test NDCG@10):")
     for model in sorted({m for m, _ in table}):
         ours = {r["seed"]: r["test"].get("ndcg@10") for r in table.get((model, "kgflow"), [])}
-        theirs = {r["seed"]: r["test"].get("ndcg@10") for r in table.get((model, "recbole"), [])}
-        common = sorted(set(ours) & set(theirs))
-        if len(common) < 2:
-            continue
-        diffs = [ours[s] - theirs[s] for s in common]
-        se = statistics.stdev(diffs) / len(diffs) ** 0.5
-        print(f"- {model}: {len(common)} seeds, mean difference {statistics.mean(diffs):+.4f} "
-              f"(standard error {se:.4f}, t = {statistics.mean(diffs) / se:+.2f}); per seed "
-              + ", ".join(f"{d:+.4f}" for d in diffs))
+        for system in ("recbole", "recbole-seeded"):
+            theirs = {r["seed"]: r["test"].get("ndcg@10") for r in table.get((model, system), [])}
+            common = sorted(set(ours) & set(theirs))
+            if len(common) < 2:
+                continue
+            diffs = [ours[s] - theirs[s] for s in common]
+            se = statistics.stdev(diffs) / len(diffs) ** 0.5
+            print(f"- {model} vs {system}: {len(common)} seeds, mean difference "
+                  f"{statistics.mean(diffs):+.4f} (standard error {se:.4f}, t = "
+                  f"{statistics.mean(diffs) / se:+.2f}); per seed "
+                  + ", ".join(f"{d:+.4f}" for d in diffs))
     print()
     for (model, system), rs in sorted(table.items()):
         per_seed = ", ".join(f"{r['seed']}: {r['test'].get('ndcg@10', float('nan')):.4f}" for r in rs)
@@ -140,6 +161,8 @@ def main() -> None:
     ap.add_argument("--peers", type=Path, default=Path(os.environ.get("PEERS", "peers")))
     ap.add_argument("--recbole-python", default=None)
     ap.add_argument("--run-recbole", default=None)
+    ap.add_argument("--vary-seed", action="store_true",
+                    help="give RecBole the split's seed instead of its fixed 2020 (system recbole-seeded)")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     {"kgflow": run_kgflow, "recbole": run_recbole, "summarize": summarize}[args.what](args)
