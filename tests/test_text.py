@@ -86,7 +86,8 @@ def test_fusion_roles_are_checked(tiny_bert, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["movielens-content", "movielens-lm-feature"])
+@pytest.mark.parametrize("name", ["movielens-content", "movielens-lm-feature", "movielens-coldstart",
+                                  "movielens-coldstart-id"])
 def test_movielens_text_pipelines_with_minilm(invoke, tmp_path, name):
     from conftest import REPO
 
@@ -95,3 +96,5 @@ def test_movielens_text_pipelines_with_minilm(invoke, tmp_path, name):
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / name / "metrics.json").read_text())
     assert metrics["test"]["all"]["ndcg@10"] > 0.012  # above random ranking (~0.005)
+    if "coldstart" in name:
+        assert {"cold_items", "warm_items"} <= set(metrics["test"])
