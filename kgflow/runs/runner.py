@@ -113,12 +113,6 @@ def run_pipeline(loaded: LoadedPipeline, out: str | Path | None = None, *, overw
                  progress: bool | None = None, echo: Any = print) -> dict[str, Any]:
     """Run a validated pipeline end to end and return its metrics (also in ``metrics.json``)."""
     import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
-
-    from kgflow.training.datamodule import RecDataModule
-    from kgflow.training.module import RecModule
-    from kgflow.training.selection import BestCheckpoint
 
     registry = registry or get_registry()
     cfg = loaded.config
@@ -152,32 +146,8 @@ def run_pipeline(loaded: LoadedPipeline, out: str | Path | None = None, *, overw
                           environment.describe(cfg.seed, fingerprint, plugins))
 
         model = build_recommender(loaded, prepared, graph, registry)
-        loss_comp = registry.get("loss", cfg.objective.loss.name)
-        loss = loss_comp.factory(cfg.objective.loss.parsed, LossContext(cfg.objective.negatives))
-        metrics = {name: registry.get("metric", name).factory(
-            registry.get("metric", name).params(), MetricContext()) for name in cfg.eval.metrics}
-        datamodule = RecDataModule(split, cfg.train.batch_size, cfg.objective.negatives,
-                                   cfg.eval.batch_users, cfg.seed)
-        module = RecModule(model, loss, cfg.objective.l2, cfg.train, datamodule.tasks,
-                           cfg.eval.ks, metrics)
-        stop = cfg.train.early_stopping
-        checkpoint = BestCheckpoint(run.checkpoints, f"valid/{stop.metric if stop else 'ndcg@10'}",
-                                    patience=stop.patience if stop else None,
-                                    decimals=stop.decimals if stop else None,
-                                    ties_later=(stop.ties == "later") if stop else False)
-        last = ModelCheckpoint(dirpath=run.checkpoints, save_top_k=0, save_last=True,
-                               enable_version_counter=False)
-        callbacks: list[Any] = [checkpoint, last]
-        show = sys.stderr.isatty() if progress is None else progress
-        trainer_args: dict[str, Any] = {
-            "accelerator": "auto", "devices": 1, "enable_progress_bar": show,
-            "enable_model_summary": False, "num_sanity_val_steps": 0, "log_every_n_steps": 1,
-        }
-        trainer_args.update(cfg.trainer)
-        trainer = L.Trainer(max_epochs=cfg.train.epochs, callbacks=callbacks,
-                            check_val_every_n_epoch=cfg.train.eval_every,
-                            logger=CSVLogger(str(run.path), name="logs", version=""),
-                            default_root_dir=str(run.path), **trainer_args)
+        trainer, module, datamodule, checkpoint = build_training(loaded, split, model, run,
+                                                                 registry, progress)
         ckpt = str(run.checkpoints / "last.ckpt") if resume else None
         t_fit = time.perf_counter()
         trainable = count_parameters(model)["trainable"]
@@ -215,6 +185,47 @@ def run_pipeline(loaded: LoadedPipeline, out: str | Path | None = None, *, overw
     except BaseException as exc:
         run.fail(f"{type(exc).__name__}: {exc}")
         raise
+
+
+def build_training(loaded: LoadedPipeline, split: Split, model: Recommender, run: RunDir,
+                   registry: Registry, progress: bool | None) -> tuple[Any, Any, Any, Any]:
+    """The Lightning trainer, module and data module for a model, with kgflow's callbacks."""
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    from kgflow.training.datamodule import RecDataModule
+    from kgflow.training.module import RecModule
+    from kgflow.training.selection import BestCheckpoint
+
+    cfg = loaded.config
+    loss_comp = registry.get("loss", cfg.objective.loss.name)
+    loss = loss_comp.factory(cfg.objective.loss.parsed, LossContext(cfg.objective.negatives))
+    metrics = {}
+    for name in cfg.eval.metrics:
+        comp = registry.get("metric", name)
+        metrics[name] = comp.factory(comp.params(), MetricContext())
+    datamodule = RecDataModule(split, cfg.train.batch_size, cfg.objective.negatives,
+                               cfg.eval.batch_users, cfg.seed)
+    module = RecModule(model, loss, cfg.objective.l2, cfg.train, datamodule.tasks, cfg.eval.ks, metrics)
+    stop = cfg.train.early_stopping
+    checkpoint = BestCheckpoint(run.checkpoints, f"valid/{stop.metric if stop else 'ndcg@10'}",
+                                patience=stop.patience if stop else None,
+                                decimals=stop.decimals if stop else None,
+                                ties_later=(stop.ties == "later") if stop else False)
+    last = ModelCheckpoint(dirpath=run.checkpoints, save_top_k=0, save_last=True,
+                           enable_version_counter=False)
+    show = sys.stderr.isatty() if progress is None else progress
+    trainer_args: dict[str, Any] = {
+        "accelerator": "auto", "devices": 1, "enable_progress_bar": show,
+        "enable_model_summary": False, "num_sanity_val_steps": 0, "log_every_n_steps": 1,
+    }
+    trainer_args.update(cfg.trainer)
+    trainer = L.Trainer(max_epochs=cfg.train.epochs, callbacks=[checkpoint, last],
+                        check_val_every_n_epoch=cfg.train.eval_every,
+                        logger=CSVLogger(str(run.path), name="logs", version=""),
+                        default_root_dir=str(run.path), **trainer_args)
+    return trainer, module, datamodule, checkpoint
 
 
 def render_report(loaded: LoadedPipeline, result: dict[str, Any], graph: GraphBundle) -> str:
