@@ -206,3 +206,13 @@ def test_selection_prefers_the_later_checkpoint_on_ties():
         cb.on_validation_end(trainer, None)
     assert saved == [0, 1, 2]            # 0.12004 rounds to 0.1200 = the best: the later one wins
     assert cb.best_epoch == 2 and trainer.should_stop
+
+
+def test_trainer_settings_the_machine_cannot_honour(runner, write, tmp_path):
+    from kgflow.cli import cli
+    from conftest import TINY
+
+    path = write("p.yaml", TINY + "trainer: {accelerator: tpu}\n")
+    result = runner.invoke(cli, ["run", str(path), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "lightning.Trainer refused" in result.output
+    assert "Traceback" not in result.output

@@ -221,10 +221,15 @@ def build_training(loaded: LoadedPipeline, split: Split, model: Recommender, run
         "enable_model_summary": False, "num_sanity_val_steps": 0, "log_every_n_steps": 1,
     }
     trainer_args.update(cfg.trainer)
-    trainer = L.Trainer(max_epochs=cfg.train.epochs, callbacks=[checkpoint, last],
-                        check_val_every_n_epoch=cfg.train.eval_every,
-                        logger=CSVLogger(str(run.path), name="logs", version=""),
-                        default_root_dir=str(run.path), **trainer_args)
+    try:
+        trainer = L.Trainer(max_epochs=cfg.train.epochs, callbacks=[checkpoint, last],
+                            check_val_every_n_epoch=cfg.train.eval_every,
+                            logger=CSVLogger(str(run.path), name="logs", version=""),
+                            default_root_dir=str(run.path), **trainer_args)
+    except Exception as exc:  # e.g. accelerator: gpu on a machine without one
+        file, line = loaded.located.where(("trainer",))
+        where = f"{file}:{line} " if file else ""
+        raise KgflowError(f"{where}trainer: lightning.Trainer refused these settings: {exc}") from None
     return trainer, module, datamodule, checkpoint
 
 
