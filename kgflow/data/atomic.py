@@ -110,18 +110,19 @@ def load_atomic_dataset(folder: str | Path, name: str, *, user_field: Optional[s
         source[suffix] = p
         return read_atomic(p)
 
-    users = optional("user")
-    if users is not None:
-        key = _pick(list(users.columns), user_field, ("user_id", "user"), folder / f"{name}.user")
-        users = users.set_index(key)
-        users.index = users.index.astype(str)
-        users.index.name = "user"
-    items = optional("item")
-    if items is not None:
-        key = _pick(list(items.columns), item_field, ("item_id", "item"), folder / f"{name}.item")
-        items = items.set_index(key)
-        items.index = items.index.astype(str)
-        items.index.name = "item"
+    def entity_table(suffix: str, field: Optional[str], kind: str) -> Optional[pd.DataFrame]:
+        """An attribute table indexed by its (string) id, the index named ``kind``."""
+        table = optional(suffix)
+        if table is None:
+            return None
+        key = _pick(list(table.columns), field, (f"{kind}_id", kind), folder / f"{name}.{suffix}")
+        table = table.set_index(key)
+        table.index = table.index.astype(str)
+        table.index.name = kind
+        return table
+
+    users = entity_table("user", user_field, "user")
+    items = entity_table("item", item_field, "item")
     kg = optional("kg")
     if kg is not None:
         cols = list(kg.columns)
