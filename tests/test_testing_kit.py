@@ -24,7 +24,7 @@ class ItemPopularity(GraphEncoder):
         self.bias = torch.nn.Parameter(torch.zeros(n_items, 1))
 
     def forward(self) -> Embeddings:
-        return Embeddings(torch.ones(self.n_users, 1), self.bias)
+        return Embeddings(torch.ones(self.n_users, 1, device=self.bias.device), self.bias)
 
 
 def make_plugin():
