@@ -49,12 +49,16 @@ class RecModule(L.LightningModule):
         extra = self.model.extra_loss(emb, batch)
         if extra is not None:
             loss = loss + extra
-        self.log("train/loss", loss.detach(), on_step=False, on_epoch=True, prog_bar=True,
-                 batch_size=len(users))
+        # Accumulate the epoch's loss here and log it once per epoch: self.log on every step
+        # costs more than a whole training step of a small model.
+        self._loss_sum = self._loss_sum + loss.detach() * len(users)
+        self._loss_count += len(users)
         return loss
 
     def on_train_epoch_start(self) -> None:
         self._t0 = self._t_last = time.perf_counter()
+        self._loss_sum = torch.zeros((), device=self.device)
+        self._loss_count = 0
 
     def on_train_batch_end(self, *args: Any) -> None:
         self._t_last = time.perf_counter()
@@ -66,6 +70,8 @@ class RecModule(L.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         self._close_train_epoch()
+        if self._loss_count:
+            self.log("train/loss", self._loss_sum / self._loss_count, prog_bar=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         cfg = self.train_cfg
