@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import Callable
 
 import lightning as L
 import torch
@@ -29,7 +29,6 @@ class RecModule(L.LightningModule):
         self.results: dict[str, dict[str, dict[str, float]]] = {}
         self.timing: dict[str, list[float]] = {"train_epoch": [], "eval": []}
         self._t0 = 0.0
-        self._t_last = 0.0
 
     def transfer_batch_to_device(self, batch: dict[str, torch.Tensor], device: torch.device,
                                  dataloader_idx: int) -> dict[str, torch.Tensor]:
@@ -56,16 +55,17 @@ class RecModule(L.LightningModule):
         return loss
 
     def on_train_epoch_start(self) -> None:
-        self._t0 = self._t_last = time.perf_counter()
+        self._t0 = time.perf_counter()
         self._loss_sum = torch.zeros((), device=self.device)
         self._loss_count = 0
 
-    def on_train_batch_end(self, *args: Any) -> None:
-        self._t_last = time.perf_counter()
-
     def _close_train_epoch(self) -> None:
+        """Record the epoch's training time; called right after its last batch (when validation
+        starts, or at the epoch's end when it has no validation)."""
         if self._t0:
-            self.timing["train_epoch"].append(self._t_last - self._t0)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self.timing["train_epoch"].append(time.perf_counter() - self._t0)
             self._t0 = 0.0
 
     def on_train_epoch_end(self) -> None:
