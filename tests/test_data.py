@@ -137,3 +137,12 @@ def test_negative_sampler_avoids_positives():
     neg = sampler.sample(torch.tensor([0] * 200 + [1] * 200), 3, gen)
     assert (neg[:200] == 3).all()
     assert not (neg[200:] == 3).any()
+
+
+def test_negative_sampler_never_draws_excluded_items():
+    users = torch.tensor([0, 1])
+    items = torch.tensor([0, 1])
+    sampler = NegativeSampler(users, items, n_items=6, exclude=torch.tensor([4, 5]))
+    neg = sampler.sample(torch.tensor([0] * 300 + [1] * 300), 2, torch.Generator().manual_seed(0))
+    assert set(neg[:300].flatten().tolist()) == {1, 2, 3}
+    assert set(neg[300:].flatten().tolist()) == {0, 2, 3}

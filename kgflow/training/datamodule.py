@@ -62,7 +62,9 @@ class RecDataModule(L.LightningDataModule):
         self.split = split
         users = torch.from_numpy(split.train.user)
         items = torch.from_numpy(split.train.item)
-        self.sampler = NegativeSampler(users, items, split.n_items)
+        # Held-out cold items do not exist during training: they are never drawn as negatives.
+        self.sampler = NegativeSampler(users, items, split.n_items,
+                                       exclude=torch.from_numpy(split.cold_items))
         self.train_batches = PairBatches(users, items, self.sampler, batch_size, negatives, seed)
         self.tasks = {stage: EvalTask.for_stage(split, stage) for stage in ("valid", "test")}
         self.eval_batch_users = eval_batch_users

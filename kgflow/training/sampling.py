@@ -13,11 +13,24 @@ class NegativeSampler:
     ``searchsorted`` per round; only the rejected draws are redrawn.
     """
 
-    def __init__(self, users: torch.Tensor, items: torch.Tensor, n_items: int) -> None:
+    def __init__(self, users: torch.Tensor, items: torch.Tensor, n_items: int,
+                 exclude: torch.Tensor | None = None) -> None:
+        """``exclude``: items never drawn (a strict cold-start split's held-out items, which do
+        not exist as far as training is concerned)."""
         self.n_items = n_items
         self.keys = torch.unique(users.long() * n_items + items.long())  # sorted
+        allowed = torch.ones(n_items, dtype=torch.bool)
+        if exclude is not None and len(exclude):
+            allowed[exclude.long()] = False
+        self.candidates = None if bool(allowed.all()) else torch.nonzero(allowed).flatten()
+        n_candidates = int(allowed.sum())
         counts = torch.bincount(users.long(), minlength=int(users.max()) + 1 if len(users) else 0)
-        self.full_users = torch.nonzero(counts >= n_items).flatten()
+        self.full_users = torch.nonzero(counts >= n_candidates).flatten()
+
+    def _draw(self, shape: tuple[int, ...], generator: torch.Generator | None) -> torch.Tensor:
+        if self.candidates is None:
+            return torch.randint(self.n_items, shape, generator=generator)
+        return self.candidates[torch.randint(len(self.candidates), shape, generator=generator)]
 
     def is_positive(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         keys = users.unsqueeze(-1).expand_as(items) * self.n_items + items if items.dim() > users.dim() \
@@ -27,7 +40,7 @@ class NegativeSampler:
 
     def sample(self, users: torch.Tensor, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``[len(users), n]`` negative items."""
-        neg = torch.randint(self.n_items, (len(users), n), generator=generator)
+        neg = self._draw((len(users), n), generator)
         bad = self.is_positive(users, neg)
         if len(self.full_users):  # users who interacted with every item cannot get a negative
             bad &= ~torch.isin(users, self.full_users).unsqueeze(-1)
@@ -37,7 +50,7 @@ class NegativeSampler:
             if rounds > MAX_ROUNDS:
                 raise RuntimeError("negative sampling did not converge; a user may have almost every item")
             idx = bad.nonzero(as_tuple=True)
-            redraw = torch.randint(self.n_items, (len(idx[0]),), generator=generator)
+            redraw = self._draw((len(idx[0]),), generator)
             neg[idx] = redraw
             bad[idx] = self.is_positive(users[idx[0]], redraw)
         return neg
