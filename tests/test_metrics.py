@@ -75,3 +75,17 @@ def test_evaluator_masks_known_items_and_groups(monkeypatch):
     assert res["all"]["hit@1"] == pytest.approx(0.5)
     assert res["all"]["recall@2"] == pytest.approx((1.0 + 0.5) / 2)
     assert res["cold_items"]["users"] == 1 and res["cold_items"]["recall@2"] == 1.0
+
+
+def test_cold_group_ranks_cold_items_among_themselves():
+    # item 3 is cold and scored below every warm item: invisible in `all`, first among cold items
+    mask = CSR(torch.tensor([0, 0]), torch.tensor([], dtype=torch.long))
+    truth = CSR(torch.tensor([0, 1]), torch.tensor([3]))
+    cold = torch.tensor([False, False, False, True])
+    task = EvalTask(truth, mask, {"all": None, "cold_items": cold, "warm_items": ~cold},
+                    torch.tensor([0]))
+    ev = RankingEvaluator(task, [1], {"hit": M.hit})
+    ev.add(torch.tensor([0]), torch.tensor([[3.0, 2.0, 1.0, 0.5]]))
+    res = ev.result()
+    assert res["all"]["hit@1"] == 0.0 and res["cold_items"]["hit@1"] == 1.0
+    assert "warm_items" not in res  # the user has no warm test item

@@ -46,7 +46,11 @@ class CSR:
 
 @dataclass
 class EvalTask:
-    """Which interactions are the truth and which are masked, for one evaluation stage."""
+    """Which interactions are the truth and which are masked, for one evaluation stage.
+
+    Each group other than ``all`` is an item subset, and is ranked on its own: for ``cold_items``
+    only the held-out items are candidates (the usual strict cold-start protocol: which of the new
+    items does the user take?), for ``warm_items`` only the others. ``all`` ranks every item."""
 
     truth: CSR
     mask: CSR
@@ -93,7 +97,6 @@ class RankingEvaluator:
         row, col = self.task.mask.rows(users)
         scores[row.to(scores.device), col.to(scores.device)] = -torch.inf
         max_k = min(max(self.ks), scores.shape[1])
-        top = torch.topk(scores, max_k, dim=1).indices.cpu()
         truth = torch.zeros(scores.shape, dtype=torch.bool)
         t_row, t_col = self.task.truth.rows(users)
         truth[t_row, t_col] = True
@@ -103,6 +106,11 @@ class RankingEvaluator:
             keep = n_pos > 0
             if not keep.any():
                 continue
+            if item_mask is None:
+                g_scores = scores
+            else:  # rank the group's own items only
+                g_scores = scores.masked_fill(~item_mask.to(scores.device), -torch.inf)
+            top = torch.topk(g_scores, max_k, dim=1).indices.cpu()
             hits = g_truth.gather(1, top)[keep].float()
             n_pos = n_pos[keep].float()
             bucket = self._values.setdefault(group, {})
