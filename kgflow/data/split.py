@@ -52,7 +52,7 @@ def _assign_by_rank(user: np.ndarray, order: np.ndarray, ratios: list[float]) ->
     return np.where(rank < train, 0, np.where(rank < train + valid, 1, 2))
 
 
-def _time_order(inter: Interactions, rng: np.random.Generator) -> np.ndarray:
+def _time_order(inter: Interactions) -> np.ndarray:
     if np.isnan(inter.timestamp).any():
         raise DataError("this split orders interactions by time, but some have no timestamp")
     return np.lexsort((inter.timestamp, inter.user))
@@ -70,9 +70,9 @@ def split_interactions(inter: Interactions, config: SplitConfig, seed: int) -> S
     if config.method == "random":
         part = _assign_by_rank(inter.user, _random_order(inter, rng), config.ratios)
     elif config.method == "temporal":
-        part = _assign_by_rank(inter.user, _time_order(inter, rng), config.ratios)
+        part = _assign_by_rank(inter.user, _time_order(inter), config.ratios)
     elif config.method == "leave_one_out":
-        rank, n = _group_ranks(inter.user, _time_order(inter, rng))
+        rank, n = _group_ranks(inter.user, _time_order(inter))
         from_end = n - 1 - rank
         part = np.where(from_end == 0, 2, np.where((from_end == 1) & (n >= 3), 1, 0))
         part = np.where(n == 1, 0, part)

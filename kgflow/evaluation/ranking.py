@@ -126,11 +126,3 @@ class RankingEvaluator:
             out[group] = {key: float(torch.cat(vals).mean()) for key, vals in bucket.items()}
             out[group]["users"] = int(sum(len(u) for u in self._users[group]))
         return out
-
-    def per_user(self, group: str = "all") -> dict[str, np.ndarray]:
-        """Per-user values (with the user ids) for paired comparisons."""
-        if group not in self._values:
-            return {}
-        out = {key: torch.cat(vals).numpy() for key, vals in self._values[group].items()}
-        out["user"] = torch.cat(self._users[group]).numpy()
-        return out

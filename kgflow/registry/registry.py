@@ -102,9 +102,6 @@ class Registry:
         comps = [c for c in self._components if kind is None or c.kind == kind]
         return sorted(comps, key=lambda c: (c.kind, c.name))
 
-    def kinds(self) -> list[str]:
-        return sorted({c.kind for c in self._components})
-
     def names(self, kind: str) -> list[str]:
         return [c.name for c in self.components(kind)]
 

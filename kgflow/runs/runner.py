@@ -150,8 +150,8 @@ def run_pipeline(loaded: LoadedPipeline, out: str | Path | None = None, *, overw
                                                                  registry, progress)
         ckpt = str(run.checkpoints / "last.ckpt") if resume else None
         t_fit = time.perf_counter()
-        trainable = count_parameters(model)["trainable"]
-        if trainable:
+        parameters = count_parameters(model)
+        if parameters["trainable"]:
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
         else:  # nothing to learn (a content or popularity baseline): evaluate as built
             echo("the model has no trainable parameters: evaluating without training")
@@ -173,7 +173,7 @@ def run_pipeline(loaded: LoadedPipeline, out: str | Path | None = None, *, overw
                 "total_seconds": time.perf_counter() - t_start,
                 "peak_rss_mb": environment.peak_rss_mb(),
             },
-            "parameters": count_parameters(model),
+            "parameters": parameters,
             "split": split.stats(),
             "data_fingerprint": fingerprint,
             "accelerator": str(trainer.accelerator.__class__.__name__).replace("Accelerator", "").lower(),

@@ -19,8 +19,7 @@ from torch import nn
 from kgflow.plugin import (Component, ConfigCheck, ConfigIssue, Embeddings, EncoderRecommender,
                            FusionContext, GraphEncoder, NoParams, Params, Recommender, hookimpl)
 
-ROLES = {"none": ({"graph"}, set()), "id-only": ({"graph"}, set()),
-         "content": ({"text"}, set()), "feature": ({"graph", "text"}, set())}
+ROLES = {"none": {"graph"}, "content": {"text"}, "feature": {"graph", "text"}}  # encoder roles used
 
 
 def build_none(params: NoParams, ctx: FusionContext) -> EncoderRecommender:
@@ -102,10 +101,10 @@ def build_feature(params: FeatureParams, ctx: FusionContext) -> FeatureFusion:
 
 def check_roles(config, registry) -> list[ConfigIssue]:
     """Each fusion needs its encoder roles, and no others."""
-    name = config.fusion.name.replace("_", "-").lower()
+    name = registry.get("fusion", config.fusion.name).name  # aliases resolve to the canonical name
     if name not in ROLES:
         return []
-    needed, _ = ROLES[name]
+    needed = ROLES[name]
     have = set(config.encoders)
     issues = []
     for role in sorted(needed - have):

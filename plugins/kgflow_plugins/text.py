@@ -67,12 +67,13 @@ def render(table: Optional[pd.DataFrame], ids: np.ndarray, template: str, what: 
     """One text per id; a field the table lacks is an error that lists the fields it has."""
     if table is None:
         raise DataError(f"the dataset has no {what} table, so {what}_template cannot be filled")
-    missing = [f for f in template_fields(template) if f not in table.columns]
+    fields = template_fields(template)
+    missing = [f for f in fields if f not in table.columns]
     if missing:
         raise DataError(f"{what}_template uses {missing}, which the dataset's {what} table lacks; "
                         f"available fields: {', '.join(map(str, table.columns))}")
     rows = table.reindex(pd.Index(ids.astype(str)))
-    values = rows[template_fields(template)].fillna("").astype(str)
+    values = rows[fields].fillna("").astype(str)
     return [template.format(**record) for record in values.to_dict("records")]
 
 
