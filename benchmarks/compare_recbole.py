@@ -37,16 +37,17 @@ def kgflow_cmd() -> list[str]:
     return [sys.executable, "-m", "kgflow.cli"]
 
 
-def split_dir(work: Path, seed: int) -> Path:
+def split_dir(work: Path, seed: int, pipeline: str = "movielens-mf.yaml") -> Path:
+    """The folder of seed's exported split (made by ``kgflow data split`` on first use)."""
     folder = work / f"split-{seed}"
     if not (folder / "ml-100k" / "ml-100k.test.inter").is_file():
-        subprocess.run(kgflow_cmd() + ["data", "split", str(REPO / "pipelines/movielens-mf.yaml"),
+        subprocess.run(kgflow_cmd() + ["data", "split", str(REPO / "pipelines" / pipeline),
                                        "--set", f"seed={seed}", "--export", str(folder)], check=True)
     return folder
 
 
-def append(work: Path, record: dict) -> None:
-    with (work / "results.jsonl").open("a") as fh:
+def append(work: Path, record: dict, name: str = "results.jsonl") -> None:
+    with (work / name).open("a") as fh:
         fh.write(json.dumps(record) + "\n")
 
 

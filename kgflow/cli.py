@@ -190,8 +190,15 @@ def _load_dataset(name: str, overrides: tuple[str, ...]):
 @data.command("info")
 @click.argument("name")
 @set_option
-def data_info(name: str, overrides: tuple[str, ...]) -> None:
+@click.option("--graph", "builder", default=None, metavar="BUILDER",
+              help="Also build this graph from the default split and print its report "
+              "(--set graph.params.x=y, preprocess.x=y, split.x=y and seed=N apply to it).")
+def data_info(name: str, overrides: tuple[str, ...], builder: str | None) -> None:
     """Summarise a dataset (NAME is a dataset component; --set params.x=y sets its parameters)."""
+    dataset_sets = tuple(o for o in overrides if o.startswith("params."))
+    if builder is not None:
+        _graph_report(name, builder, dataset_sets, tuple(o for o in overrides if o not in dataset_sets))
+        return
     comp, recdata = _load_dataset(name, overrides)
     click.echo(f"{comp.name} ({comp.package})")
     for key, value in recdata.summary().items():
@@ -203,6 +210,28 @@ def data_info(name: str, overrides: tuple[str, ...]) -> None:
         click.echo(f"  {'item fields':>18}: {', '.join(map(str, recdata.items.columns))}")
     if recdata.users is not None:
         click.echo(f"  {'user fields':>18}: {', '.join(map(str, recdata.users.columns))}")
+
+
+def _graph_report(name: str, builder: str, dataset_sets: tuple[str, ...],
+                  other_sets: tuple[str, ...]) -> None:
+    """Build BUILDER's graph on the default split of dataset NAME, as a pipeline would."""
+    from kgflow.config.compose import apply_overrides
+    from kgflow.config.validate import validate_located
+    from kgflow.config.yaml_loader import Located
+    from kgflow.registry import get_registry
+    from kgflow.runs.runner import build_graph, prepare
+
+    base = Located({"kgflow": 1, "dataset": {"name": name, "params": {}},
+                    "graph": {"name": builder, "params": {}}, "encoders": {"graph": "mf"}})
+    sets = [f"dataset.{o}" for o in dataset_sets] + list(other_sets)
+    loaded = validate_located(apply_overrides(base, sets), f"kgflow data info {name} --graph {builder}")
+    registry = get_registry()
+    prepared = prepare(loaded, registry)
+    graph = build_graph(loaded, prepared, registry)
+    click.echo(f"{name}, graph {builder} on the training part of split "
+               f"{loaded.config.split.method} (seed {loaded.config.seed}):")
+    for line in graph.report.lines():
+        click.echo(f"  {line}")
 
 
 @data.command("split")

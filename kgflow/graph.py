@@ -1,30 +1,46 @@
-"""The graph bundle a builder hands to the encoders, and its report."""
+"""The graph bundle a builder hands to the encoders, its report, and the assembly of typed edges.
+
+A bundle is a homogeneous view of a typed graph: node types occupy consecutive index ranges (users
+first, then items, then whatever else a builder adds: KG entities, attribute values), and every
+edge carries a relation id. Builders describe their edges as :class:`EdgeBlock` s and let
+:func:`assemble_graph` do the bookkeeping (reverse edges, relation ids, the report).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
 import torch
+
+#: The relation of user-item edges; its reverse is ``interact~inv`` when reverses get their own type.
+INTERACT = "interact"
+INVERSE_SUFFIX = "~inv"
 
 
 @dataclass
 class GraphReport:
-    """What a builder made, for people: sizes per type, isolated nodes, density."""
+    """What a builder made, for people: sizes per type, edges per relation, isolated nodes."""
 
     nodes: dict[str, int]
     edges: dict[str, int]
     isolated: dict[str, int]
     density: float
     notes: list[str] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return {"nodes": self.nodes, "edges": self.edges, "isolated": self.isolated,
-                "density": self.density, "notes": self.notes}
+                "density": self.density, "stats": self.stats, "notes": self.notes}
 
     def lines(self) -> list[str]:
         out = ["nodes: " + ", ".join(f"{k} {v:,}" for k, v in self.nodes.items())]
         out.append("edges: " + ", ".join(f"{k} {v:,}" for k, v in self.edges.items()))
         out.append("isolated: " + ", ".join(f"{k} {v:,}" for k, v in self.isolated.items()))
         out.append(f"density: {self.density:.6f}")
+        if self.stats:
+            out.append("details: " + ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}"
+                                          for k, v in self.stats.items()))
         return out + self.notes
 
 
@@ -35,7 +51,8 @@ class GraphBundle:
     Nodes of all types share one index space; ``node_offsets[t]`` is where type ``t`` starts
     (users first at 0, items at ``n_users``, then any other types). ``edge_index`` is ``[2, E]``
     and lists each undirected connection in both directions. ``edge_type`` indexes
-    ``relation_names`` (``None`` for an untyped graph).
+    ``relation_names``; ``edge_forward`` marks the direction a fact was stated in (head -> tail),
+    so that ``edge_index[:, edge_forward]`` are the facts and the rest their reverses.
     """
 
     edge_index: torch.Tensor
@@ -45,6 +62,7 @@ class GraphBundle:
     report: GraphReport
     edge_type: torch.Tensor | None = None
     relation_names: list[str] = field(default_factory=list)
+    edge_forward: torch.Tensor | None = None
 
     @property
     def n_users(self) -> int:
@@ -53,3 +71,70 @@ class GraphBundle:
     @property
     def n_items(self) -> int:
         return self.node_counts.get("item", 0)
+
+    @property
+    def has_relations(self) -> bool:
+        """Whether the graph holds facts beyond user-item interactions."""
+        return any(name.split(INVERSE_SUFFIX)[0] != INTERACT for name in self.relation_names)
+
+    def knowledge_edges(self) -> torch.Tensor:
+        """Boolean mask of the edges that are not user-item interactions (KG and attribute facts)."""
+        if self.edge_type is None:
+            return torch.zeros(self.edge_index.shape[1], dtype=torch.bool)
+        interact = torch.tensor([name.split(INVERSE_SUFFIX)[0] == INTERACT
+                                 for name in self.relation_names] or [False])
+        return ~interact[self.edge_type]
+
+
+@dataclass
+class EdgeBlock:
+    """One relation's facts as global node ids ``src -> dst`` (a builder adds the reverse later)."""
+
+    relation: str
+    src: np.ndarray
+    dst: np.ndarray
+
+
+def assemble_graph(node_counts: dict[str, int], blocks: list[EdgeBlock], *, inverse_relations: bool,
+                   stats: dict[str, Any] | None = None, notes: list[str] | None = None) -> GraphBundle:
+    """Turn typed edge blocks into a bundle whose every fact is listed in both directions.
+
+    With ``inverse_relations`` the reverse of relation ``r`` is its own relation ``r~inv`` (as the
+    KGAT and KGIN papers build their graphs); without, a reverse edge keeps ``r``. Duplicate
+    edges within a relation are merged.
+    """
+    offsets, start = {}, 0
+    for kind, count in node_counts.items():
+        offsets[kind] = start
+        start += count
+    num_nodes = start
+    blocks = [b for b in blocks if len(b.src)]
+    names = [b.relation for b in blocks]
+    srcs, dsts, types, per_relation = [], [], [], {}
+    for rel_id, block in enumerate(blocks):
+        key = np.unique(block.src.astype(np.int64) * num_nodes + block.dst.astype(np.int64))
+        srcs.append(key // num_nodes)
+        dsts.append(key % num_nodes)
+        types.append(np.full(len(key), rel_id, dtype=np.int64))
+        per_relation[block.relation] = len(key)
+    if srcs:
+        src, dst, rel = np.concatenate(srcs), np.concatenate(dsts), np.concatenate(types)
+    else:
+        src = dst = rel = np.zeros(0, dtype=np.int64)
+    reverse_rel = rel + len(blocks) if inverse_relations else rel
+    if inverse_relations:
+        names = names + [name + INVERSE_SUFFIX for name in names]
+    edge_index = torch.from_numpy(np.stack([np.concatenate([src, dst]), np.concatenate([dst, src])]))
+    edge_type = torch.from_numpy(np.concatenate([rel, reverse_rel]))
+    forward = torch.cat([torch.ones(len(src), dtype=torch.bool), torch.zeros(len(src), dtype=torch.bool)])
+    degree = np.bincount(edge_index[0].numpy(), minlength=num_nodes)
+    isolated = {kind: int((degree[offsets[kind]:offsets[kind] + count] == 0).sum())
+                for kind, count in node_counts.items()}
+    edges = dict(per_relation)
+    edges["reverse edges" + (" (typed ~inv)" if inverse_relations else "")] = len(src)
+    report = GraphReport(nodes=dict(node_counts), edges=edges, isolated=isolated,
+                         density=float(edge_index.shape[1]) / max(num_nodes * num_nodes, 1),
+                         notes=list(notes or []), stats=dict(stats or {}))
+    return GraphBundle(edge_index=edge_index, num_nodes=num_nodes, node_offsets=offsets,
+                       node_counts=dict(node_counts), report=report, edge_type=edge_type,
+                       relation_names=names, edge_forward=forward)

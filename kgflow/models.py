@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator, Literal
 
 import torch
 from torch import nn
@@ -38,6 +39,55 @@ class GraphEncoder(nn.Module):
     def ego(self, users: torch.Tensor, items: torch.Tensor) -> list[torch.Tensor]:
         """The layer-0 (trainable input) rows used for L2 regularisation of a batch."""
         return []
+
+    def after_train_epoch(self) -> None:
+        """Called (without gradients) after each epoch's last training batch, before validation:
+        the place for state that is refreshed once per epoch, such as KGAT's attention."""
+
+    def extra_loss(self) -> torch.Tensor | None:
+        """A regulariser of the last training forward pass (e.g. KGIN's intent independence),
+        added to the ranking loss; ``None`` when there is none."""
+        return None
+
+    def kg_embeddings(self) -> "KgEmbeddings":
+        """The layer-0 tables a KG embedding objective (TransE, TransR) trains; encoders over a
+        graph with relations implement it."""
+        raise TypeError(f"{type(self).__name__} has no node embeddings for a KG objective")
+
+
+@dataclass
+class KgEmbeddings:
+    """What a KG objective trains: every node's layer-0 vector, and optionally the encoder's own
+    relation vectors ``[R, k]`` and projections ``[R, d, k]`` (shared with, e.g., KGAT's attention).
+    Missing parts are created by the objective itself."""
+
+    nodes: torch.Tensor
+    relations: torch.Tensor | None = None
+    projections: torch.Tensor | None = None
+
+
+class AuxiliaryObjective(nn.Module):
+    """A training signal next to the ranking loss, declared under ``objective.auxiliary``.
+
+    ``schedule = "alternate"``: after each epoch's ranking batches, the trainer runs this
+    objective's own batches (:meth:`batches`), as KGAT alternates CF and KG updates.
+    ``"joint"``: every ranking batch adds ``weight * loss(sample(...))``.
+    """
+
+    schedule: Literal["alternate", "joint"] = "alternate"
+    weight: float = 1.0
+
+    def batches(self, generator: torch.Generator) -> Iterator[dict[str, torch.Tensor]]:
+        raise NotImplementedError
+
+    def num_batches(self) -> int:
+        raise NotImplementedError
+
+    def sample(self, size: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
 
 
 class Recommender(nn.Module):
@@ -88,3 +138,6 @@ class EncoderRecommender(Recommender):
         if not rows:
             return torch.zeros((), device=users.device)
         return 0.5 * sum(r.pow(2).sum() for r in rows) / users.numel()
+
+    def extra_loss(self, emb: Embeddings, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        return self.encoder.extra_loss()

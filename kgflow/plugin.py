@@ -27,7 +27,9 @@ from torch import nn
 from kgflow.data.recdata import Interactions, RecData, Split
 from kgflow.graph import GraphBundle, GraphReport
 from kgflow.errors import ConfigIssue, DataError, KgflowError
-from kgflow.models import Embeddings, EncoderRecommender, GraphEncoder, Recommender
+from kgflow.graph import INTERACT, INVERSE_SUFFIX
+from kgflow.models import (AuxiliaryObjective, Embeddings, EncoderRecommender, GraphEncoder,
+                           KgEmbeddings, Recommender)
 from kgflow.registry import Component, ConfigCheck, NoParams, Params, hookimpl
 
 
@@ -86,6 +88,17 @@ class LossContext:
 
 
 @dataclass
+class ObjectiveContext:
+    """For ``objective`` factories: return an :class:`AuxiliaryObjective` for this model."""
+
+    model: Recommender
+    graph: GraphBundle
+    split: Split
+    batch_size: int
+    seed: int
+
+
+@dataclass
 class MetricContext:
     """For ``metric`` factories: return ``metric(hits [B, K] float, n_pos [B]) -> [B]`` per user,
     where ``hits[:, j]`` is 1 if the item at rank ``j`` is relevant and ``K`` is the cutoff."""
@@ -93,5 +106,6 @@ class MetricContext:
 
 __all__ = ["Component", "ConfigCheck", "NoParams", "Params", "hookimpl", "DatasetContext",
            "BuilderContext", "EncoderContext", "FusionContext", "LossContext", "MetricContext",
+           "ObjectiveContext", "AuxiliaryObjective", "KgEmbeddings", "INTERACT", "INVERSE_SUFFIX",
            "RecData", "Split", "Interactions", "GraphBundle", "GraphReport", "GraphEncoder",
            "Recommender", "Embeddings", "EncoderRecommender", "ConfigIssue", "DataError", "KgflowError"]

@@ -56,6 +56,8 @@ class Preprocess(Strict):
         4.0, description="implicit feedback: keep interactions with rating >= this; null keeps all")
     kcore: KCore = Field(default_factory=KCore)
     dedupe: bool = Field(True, description="keep one interaction per (user, item): the latest")
+    kg_linked_only: bool = Field(False, description="keep only interactions on items linked to an "
+                                 "entity of the KG (the data RecBole's knowledge-aware models train on)")
 
 
 class SplitConfig(Strict):
@@ -91,6 +93,9 @@ class Objective(Strict):
     loss: ComponentRef = Field(default_factory=lambda: ComponentRef(name="bpr"))
     negatives: int = Field(1, ge=1, description="sampled negatives per positive (never a training positive)")
     l2: float = Field(0.0, ge=0, description="L2 weight on the batch's layer-0 embeddings")
+    auxiliary: list[ComponentRef] = Field(
+        default_factory=list, description="extra training objectives next to the ranking loss, e.g. "
+        "a KG embedding loss ([{name: transr, params: {schedule: alternate}}])")
 
 
 class EarlyStopping(Strict):
@@ -164,4 +169,6 @@ class PipelineConfig(Strict):
             (("objective", "loss"), "loss", self.objective.loss),
         ]
         slots += [(("encoders", role), "encoder", ref) for role, ref in self.encoders.items()]
+        slots += [(("objective", "auxiliary", i), "objective", ref)
+                  for i, ref in enumerate(self.objective.auxiliary)]
         return slots

@@ -175,6 +175,7 @@ def resolve_components(config: PipelineConfig, located: Located,
             ref._parsed = comp.params.model_validate(ref.params)
         except ValidationError as exc:
             issues += issues_from_validation(exc, located, path + ("params",), comp.params)
+    issues += _capability_issues(config, located, registry)
     for i, metric in enumerate(config.eval.metrics):
         try:
             registry.get("metric", metric)
@@ -192,6 +193,36 @@ def resolve_components(config: PipelineConfig, located: Located,
                 "early stopping watches a metric the evaluation does not compute",
                 path=format_path(path), file=file, line=line, value=stop.metric, has_value=True,
                 hint=_did_you_mean(stop.metric, valid) or "choose one of " + ", ".join(valid)))
+    return issues
+
+
+def _capability_issues(config: PipelineConfig, located: Located,
+                       registry: Registry) -> list[ConfigIssue]:
+    """Components that need something of the graph (``requires``) against what the chosen builder
+    ``provides`` -- e.g. a relational encoder on a graph of interactions only."""
+    try:
+        builder = registry.get("builder", config.graph.name)
+    except PluginError:
+        return []  # already reported
+    issues = []
+    slots = [(("encoders", role), "encoder", ref) for role, ref in config.encoders.items()]
+    slots += [(("objective", "auxiliary", i), "objective", ref)
+              for i, ref in enumerate(config.objective.auxiliary)]
+    for path, kind, ref in slots:
+        try:
+            comp = registry.get(kind, ref.name)
+        except PluginError:
+            continue
+        missing = [need for need in comp.requires if need not in builder.provides]
+        if missing:
+            offer = [b.name for b in registry.components("builder") if set(missing) <= set(b.provides)]
+            name_path = path + ("name",) if (path + ("name",)) in located.positions else path
+            file, line = located.where(name_path)
+            issues.append(ConfigIssue(
+                f"{kind} {comp.name!r} needs a graph with {' and '.join(missing)}, but builder "
+                f"{builder.name!r} provides {', '.join(builder.provides) or 'none'}",
+                path=format_path(path), file=file, line=line,
+                hint=f"builders that provide it: {', '.join(offer)}" if offer else None))
     return issues
 
 

@@ -38,11 +38,16 @@ def prepare_interactions(data: RecData, config: Preprocess) -> Interactions:
     if config.dedupe:
         frame = frame.sort_values(["timestamp"], kind="stable", na_position="first")
         frame = frame.drop_duplicates(["user", "item"], keep="last")
+    if config.kg_linked_only:
+        from kgflow.data.kg import linked_items
+
+        frame = frame[frame["item"].isin(linked_items(data))]
     frame = kcore_filter(frame, config.kcore.user, config.kcore.item)
     if frame.empty:
         raise DataError(f"dataset {data.name!r} is empty after preprocessing ({n_raw} interactions "
                         f"before; rating_threshold={config.rating_threshold}, "
-                        f"kcore user={config.kcore.user} item={config.kcore.item})")
+                        f"kcore user={config.kcore.user} item={config.kcore.item}, "
+                        f"kg_linked_only={config.kg_linked_only})")
     user_ids, user = np.unique(frame["user"].to_numpy(dtype=str), return_inverse=True)
     item_ids, item = np.unique(frame["item"].to_numpy(dtype=str), return_inverse=True)
     return Interactions(user=user.astype(np.int64), item=item.astype(np.int64),

@@ -153,6 +153,20 @@ def export_split(split: Split, data: RecData, out: str | Path) -> Path:
     for part_name, part in (("train", split.train), ("valid", split.valid), ("test", split.test)):
         write_inter(part.to_frame(), folder / f"{name}.{part_name}.inter")
     for suffix, path in data.source.items():
-        if suffix != "inter":
+        if suffix == "link":
+            _write_split_links(path, split, folder / f"{name}.link")
+        elif suffix != "inter":
             shutil.copyfile(path, folder / f"{name}.{suffix}")
     return folder
+
+
+def _write_split_links(source: Path, split: Split, target: Path) -> None:
+    """Copy the item-entity links of the split's items only: RecBole 1.2.1's KG datasets fail on
+    benchmark files whose .link names items that none of the .inter files has (a KeyError in
+    ``_merge_item_and_entity``)."""
+    items = {str(i) for i in split.item_ids}
+    with open(source, encoding="utf-8") as src, open(target, "w", encoding="utf-8") as out:
+        out.write(src.readline())
+        for line in src:
+            if line.split("\t", 1)[0] in items:
+                out.write(line)

@@ -17,6 +17,7 @@ KINDS: dict[str, str] = {
     "encoder": "produces user and item representations (graph encoders, text encoders)",
     "fusion": "combines the encoders into one recommender model",
     "loss": "the ranking objective over positive and sampled negative scores",
+    "objective": "an auxiliary training objective next to the ranking loss (e.g. a KG loss)",
     "metric": "a per-user ranking metric computed from the top-k hits",
 }
 
@@ -45,6 +46,10 @@ class Component:
     params: type[BaseModel] = NoParams
     description: str = ""
     aliases: tuple[str, ...] = ()
+    #: Capabilities: a builder *provides* e.g. ``"relations"`` (typed facts beyond interactions);
+    #: an encoder that *requires* one is refused by ``kgflow validate`` on a builder without it.
+    provides: tuple[str, ...] = ()
+    requires: tuple[str, ...] = ()
     # Filled in by the registry from the providing distribution:
     package: str = ""
     version: str = ""

@@ -43,3 +43,29 @@ def peak_rss_mb() -> float:
     """The process's peak resident memory (Linux reports KiB, macOS bytes)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def tune_allocator() -> bool:
+    """Keep large freed blocks in glibc's heap instead of returning them to the OS.
+
+    Full-graph training allocates and frees the same tens-of-megabyte tensors every batch; with
+    glibc's defaults each one is a fresh ``mmap`` whose pages fault in again, which costs more than
+    the arithmetic (KGIN: 160 -> 70 ms a batch). Peak memory is unchanged (the blocks are reused).
+    Set ``KGFLOW_MALLOC_TUNING=0`` to leave the allocator alone. Returns whether it was tuned.
+    """
+    import ctypes
+    import ctypes.util
+    import os
+
+    if os.environ.get("KGFLOW_MALLOC_TUNING", "1") == "0" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (e.g. musl)
+        return False
+    M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
+    ok = mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024)
+    ok &= mallopt(M_TRIM_THRESHOLD, 1024 * 1024 * 1024)
+    ok &= mallopt(M_TOP_PAD, 64 * 1024 * 1024)
+    return bool(ok)

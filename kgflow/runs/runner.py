@@ -22,9 +22,9 @@ from kgflow.data.split import read_predefined, split_interactions
 from kgflow.data.store import kgflow_home
 from kgflow.errors import KgflowError
 from kgflow.graph import GraphBundle
-from kgflow.models import Recommender
+from kgflow.models import AuxiliaryObjective, Recommender
 from kgflow.plugin import (BuilderContext, DatasetContext, EncoderContext, FusionContext,
-                           LossContext, MetricContext)
+                           LossContext, MetricContext, ObjectiveContext)
 from kgflow.registry import Registry, get_registry
 from kgflow.runs import environment
 from kgflow.runs.rundir import RunDir, atomic_write_json, atomic_write_text
@@ -132,6 +132,7 @@ def run_pipeline(loaded: LoadedPipeline, out: str | Path | None = None, *, overw
     run.set_state("running", pipeline=str(loaded.source), pid=os.getpid())
     try:
         _quiet_lightning()
+        environment.tune_allocator()
         L.seed_everything(cfg.seed, verbose=False)
         split = prepared.split
         fingerprint = split.fingerprint()
@@ -147,7 +148,7 @@ def run_pipeline(loaded: LoadedPipeline, out: str | Path | None = None, *, overw
 
         model = build_recommender(loaded, prepared, graph, registry)
         trainer, module, datamodule, checkpoint = build_training(loaded, split, model, run,
-                                                                 registry, progress)
+                                                                 registry, progress, graph)
         ckpt = str(run.checkpoints / "last.ckpt") if resume else None
         t_fit = time.perf_counter()
         parameters = count_parameters(model)
@@ -187,8 +188,25 @@ def run_pipeline(loaded: LoadedPipeline, out: str | Path | None = None, *, overw
         raise
 
 
+def build_objectives(loaded: LoadedPipeline, split: Split, model: Recommender, graph: GraphBundle,
+                     registry: Registry) -> list[AuxiliaryObjective]:
+    """The pipeline's ``objective.auxiliary`` entries, built against the model they train."""
+    cfg = loaded.config
+    objectives = []
+    for ref in cfg.objective.auxiliary:
+        comp = registry.get("objective", ref.name)
+        objective = comp.factory(ref.parsed, ObjectiveContext(model, graph, split, cfg.train.batch_size,
+                                                              cfg.seed))
+        if not isinstance(objective, AuxiliaryObjective):
+            raise KgflowError(f"objective {comp.name!r} ({comp.package}) returned "
+                              f"{type(objective).__name__}, not a kgflow AuxiliaryObjective")
+        objectives.append(objective)
+    return objectives
+
+
 def build_training(loaded: LoadedPipeline, split: Split, model: Recommender, run: RunDir,
-                   registry: Registry, progress: bool | None) -> tuple[Any, Any, Any, Any]:
+                   registry: Registry, progress: bool | None,
+                   graph: GraphBundle | None = None) -> tuple[Any, Any, Any, Any]:
     """The Lightning trainer, module and data module for a model, with kgflow's callbacks."""
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
@@ -207,7 +225,11 @@ def build_training(loaded: LoadedPipeline, split: Split, model: Recommender, run
         metrics[name] = comp.factory(comp.params(), MetricContext())
     datamodule = RecDataModule(split, cfg.train.batch_size, cfg.objective.negatives,
                                cfg.eval.batch_users, cfg.seed)
-    module = RecModule(model, loss, cfg.objective.l2, cfg.train, datamodule.tasks, cfg.eval.ks, metrics)
+    objectives = build_objectives(loaded, split, model, graph, registry) if graph is not None else []
+    datamodule.train_batches.alternating = [(i, o) for i, o in enumerate(objectives)
+                                            if o.schedule == "alternate"]
+    module = RecModule(model, loss, cfg.objective.l2, cfg.train, datamodule.tasks, cfg.eval.ks, metrics,
+                       objectives)
     stop = cfg.train.early_stopping
     checkpoint = BestCheckpoint(run.checkpoints, f"valid/{stop.metric if stop else 'ndcg@10'}",
                                 patience=stop.patience if stop else None,

@@ -13,6 +13,7 @@ import torch
 
 from kgflow.data.recdata import Split
 from kgflow.evaluation.ranking import EvalTask
+from kgflow.models import AuxiliaryObjective
 from kgflow.training.sampling import NegativeSampler
 
 
@@ -26,9 +27,11 @@ class PairBatches:
         self.sampler = sampler
         self.batch_size, self.negatives, self.seed = batch_size, negatives, seed
         self.epoch = 0
+        self.alternating: list[tuple[int, AuxiliaryObjective]] = []
 
     def __len__(self) -> int:
-        return (len(self.users) + self.batch_size - 1) // self.batch_size
+        own = (len(self.users) + self.batch_size - 1) // self.batch_size
+        return own + sum(objective.num_batches() for _, objective in self.alternating)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
@@ -39,6 +42,10 @@ class PairBatches:
         for start in range(0, len(users), self.batch_size):
             end = start + self.batch_size
             yield {"user": users[start:end], "pos": items[start:end], "neg": neg[start:end]}
+        for index, objective in self.alternating:
+            tag = torch.tensor([index])
+            for batch in objective.batches(gen):
+                yield {**batch, "objective": tag}
 
 
 class UserChunks:

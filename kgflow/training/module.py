@@ -9,7 +9,7 @@ import torch
 
 from kgflow.config.schema import TrainConfig
 from kgflow.evaluation.ranking import EvalTask, MetricFn, RankingEvaluator
-from kgflow.models import Embeddings, Recommender
+from kgflow.models import AuxiliaryObjective, Embeddings, GraphEncoder, Recommender
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -18,9 +18,13 @@ class RecModule(L.LightningModule):
     """Trains a recommender with a pairwise/sampled loss; validates and tests by full ranking."""
 
     def __init__(self, model: Recommender, loss: LossFn, l2: float, train: TrainConfig,
-                 tasks: dict[str, EvalTask], ks: list[int], metrics: dict[str, MetricFn]) -> None:
+                 tasks: dict[str, EvalTask], ks: list[int], metrics: dict[str, MetricFn],
+                 objectives: list[AuxiliaryObjective] | None = None) -> None:
         super().__init__()
         self.model = model
+        # Auxiliary objectives may own parameters (e.g. relation vectors): registering them here
+        # puts those in the optimizer and in checkpoints.
+        self.objectives = torch.nn.ModuleList(objectives or [])
         self.loss_fn = loss
         self.l2 = l2
         self.train_cfg = train
@@ -38,6 +42,12 @@ class RecModule(L.LightningModule):
 
     # -- training --------------------------------------------------------------------------
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        if "objective" in batch:  # a batch of an alternating auxiliary objective
+            objective = self.objectives[int(batch["objective"][0])]
+            loss = objective.weight * objective.loss(batch)
+            self._aux_sum = self._aux_sum + loss.detach()
+            self._aux_count += 1
+            return loss
         emb = self.model()
         users, pos, neg = batch["user"], batch["pos"], batch["neg"]
         pos_scores = self.model.score(emb, users, pos)
@@ -48,6 +58,9 @@ class RecModule(L.LightningModule):
         extra = self.model.extra_loss(emb, batch)
         if extra is not None:
             loss = loss + extra
+        for objective in self.objectives:
+            if objective.schedule == "joint":
+                loss = loss + objective.weight * objective.loss(objective.sample(len(users)))
         # Accumulate the epoch's loss here and log it once per epoch: self.log on every step
         # costs more than a whole training step of a small model.
         self._loss_sum = self._loss_sum + loss.detach() * len(users)
@@ -58,6 +71,8 @@ class RecModule(L.LightningModule):
         self._t0 = time.perf_counter()
         self._loss_sum = torch.zeros((), device=self.device)
         self._loss_count = 0
+        self._aux_sum = torch.zeros((), device=self.device)
+        self._aux_count = 0
 
     def _close_train_epoch(self) -> None:
         """Record the epoch's training time; called right after its last batch (when validation
@@ -67,15 +82,21 @@ class RecModule(L.LightningModule):
                 torch.cuda.synchronize(self.device)
             self.timing["train_epoch"].append(time.perf_counter() - self._t0)
             self._t0 = 0.0
+            with torch.no_grad():
+                for module in self.model.modules():
+                    if isinstance(module, GraphEncoder):
+                        module.after_train_epoch()
 
     def on_train_epoch_end(self) -> None:
         self._close_train_epoch()
         if self._loss_count:
             self.log("train/loss", self._loss_sum / self._loss_count, prog_bar=True)
+        if self._aux_count:
+            self.log("train/aux_loss", self._aux_sum / self._aux_count)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         cfg = self.train_cfg
-        params = [p for p in self.model.parameters() if p.requires_grad]
+        params = [p for p in self.parameters() if p.requires_grad]
         if cfg.optimizer == "adam":
             return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         if cfg.optimizer == "adamw":

@@ -14,7 +14,7 @@ from kgflow.plugin import (Component, Embeddings, EncoderContext, GraphBundle, G
 
 class EmbeddingParams(Params):
     dim: int = Field(64, ge=1, description="embedding size")
-    init: Literal["xavier_normal", "normal"] = Field(
+    init: Literal["xavier_normal", "xavier_uniform", "normal"] = Field(
         "xavier_normal", description="initialisation of the ID embeddings")
     init_std: float = Field(0.1, gt=0, description="standard deviation for init: normal")
 
@@ -23,6 +23,8 @@ def _embedding(n: int, params: EmbeddingParams) -> nn.Embedding:
     emb = nn.Embedding(n, params.dim)
     if params.init == "normal":
         nn.init.normal_(emb.weight, std=params.init_std)
+    elif params.init == "xavier_uniform":
+        nn.init.xavier_uniform_(emb.weight)
     else:
         nn.init.xavier_normal_(emb.weight)
     return emb
