@@ -52,7 +52,8 @@ def run_kgflow(args: argparse.Namespace) -> None:
                 pipeline, extra, _ = MODELS[model]
                 if control != "none" and model in ("lightgcn", "mf"):
                     continue  # no KG to control
-                out = args.work / f"kgflow-{model}-{control}-{seed}"
+                tag = f"-{args.tag}" if args.tag else ""
+                out = args.work / f"kgflow-{model}{tag}-{control}-{seed}"
                 sets = ["--set", f"seed={seed}"] + extra + args.set
                 if model not in ("lightgcn", "mf"):
                     sets += ["--set", f"graph.params.kg_control={control}"]
@@ -95,9 +96,8 @@ def summarize(args: argparse.Namespace) -> None:
         r = json.loads(line)
         if r["system"] == "recbole":
             r = {**r, **_recbole_fields(r["raw"])}
-        if args.tag is not None and r["system"] == "kgflow" and r.get("tag") != args.tag:
-            continue
-        latest[(r["model"], r["system"], r["control"], r["seed"])] = r
+        label = r["model"] + (f" ({r['tag']})" if r.get("tag") else "")
+        latest[(label, r["system"], r["control"], r["seed"])] = r
     rows: dict[tuple, list[dict]] = {}
     for (model, system, control, _), r in sorted(latest.items()):
         rows.setdefault((model, system, control), []).append(r)
@@ -134,8 +134,8 @@ def main() -> None:
     ap.add_argument("--controls", nargs="+", default=list(CONTROLS), choices=list(CONTROLS))
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="extra --set for every kgflow run (a tuning variant; give it a --tag)")
-    ap.add_argument("--tag", default=None, help="label stored with kgflow results; summarize "
-                    "filters on it when given")
+    ap.add_argument("--tag", default=None, help="label stored with kgflow results (and in their "
+                    "run folders); summarize shows each tag as its own row")
     ap.add_argument("--peers", type=Path, default=Path(os.environ.get("PEERS", "peers")))
     ap.add_argument("--recbole-python", default=None)
     ap.add_argument("--run-recbole", default=None)

@@ -4,7 +4,7 @@
 Both systems train the same models for a fixed number of epochs (no early stopping) on the same
 exported MovieLens-100K split, one after the other, on an otherwise idle machine:
 
-    python benchmarks/speed.py --work W --epochs 30 \
+    python benchmarks/speed.py --work W --epochs 30 [--models mf lightgcn kgat kgin] \
         --recbole-python $PEERS/venv/bin/python --run-recbole shared/reference/recbole/run_recbole.py
 
 kgflow's figures come from its run's metrics.json (``seconds_per_epoch`` times the training batches of
@@ -22,7 +22,9 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PAIRS = {"mf": "BPR", "lightgcn": "LightGCN"}
+#: kgflow model -> (pipeline, RecBole model); KG models run on the KG-linked data (their protocol)
+PAIRS = {"mf": ("movielens-mf.yaml", "BPR"), "lightgcn": ("movielens-lightgcn.yaml", "LightGCN"),
+         "kgat": ("movielens-kgat.yaml", "KGAT"), "kgin": ("movielens-kgin.yaml", "KGIN")}
 
 
 def main() -> None:
@@ -33,17 +35,20 @@ def main() -> None:
     ap.add_argument("--peers", type=Path, default=Path(os.environ.get("PEERS", "peers")))
     ap.add_argument("--recbole-python")
     ap.add_argument("--run-recbole")
+    ap.add_argument("--models", nargs="+", default=["mf", "lightgcn"], choices=list(PAIRS))
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     kg = [sys.executable, "-m", "kgflow.cli"]
-    split = args.work / f"split-{args.seed}"
-    if not (split / "ml-100k" / "ml-100k.test.inter").is_file():
-        subprocess.run(kg + ["data", "split", str(REPO / "pipelines/movielens-mf.yaml"), "--set",
-                             f"seed={args.seed}", "--export", str(split)], check=True)
     rows = []
-    for model, peer in PAIRS.items():
+    for model in args.models:
+        pipeline, peer = PAIRS[model]
+        # each pipeline's own data (the KG pipelines keep KG-linked items), exported once
+        split = args.work / f"split-{pipeline.removesuffix('.yaml')}-{args.seed}"
+        if not (split / "ml-100k" / "ml-100k.test.inter").is_file():
+            subprocess.run(kg + ["data", "split", str(REPO / "pipelines" / pipeline), "--set",
+                                 f"seed={args.seed}", "--export", str(split)], check=True)
         out = args.work / f"speed-kgflow-{model}"
-        subprocess.run(kg + ["run", str(REPO / f"pipelines/movielens-{model}.yaml"), "--out", str(out),
+        subprocess.run(kg + ["run", str(REPO / "pipelines" / pipeline), "--out", str(out),
                              "--overwrite", "--no-progress", "--set", f"seed={args.seed}",
                              "--set", f"train.epochs={args.epochs}",
                              "--set", "train.early_stopping=null"], check=True)

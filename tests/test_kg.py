@@ -299,9 +299,13 @@ def test_ablation_pipelines_are_shipped():
 
 @pytest.mark.slow
 def test_movielens_kg_pipelines_run(tmp_path, invoke):
-    for name in ("movielens-kgat", "movielens-kgin"):
+    result = invoke("data", "info", "movielens-100k", "--graph", "collaborative_kg",
+                    "--set", "preprocess.kg_linked_only=true")
+    assert "nodes: user 942, item 1,376, entity 33,252" in result.output
+    assert "triples_used 91,631" in result.output
+    for name, epochs in (("movielens-kgat", 2), ("movielens-kgin", 2), ("movielens-kg-gat", 1)):
         out = tmp_path / name
-        result = invoke("run", f"pipelines/{name}.yaml", "--set", "train.epochs=2",
+        result = invoke("run", f"pipelines/{name}.yaml", "--set", f"train.epochs={epochs}",
                         "--set", "graph.params.kg_control=shuffle", "--out", str(out))
         assert result.exit_code == 0, result.output
         metrics = json.loads((out / "metrics.json").read_text())

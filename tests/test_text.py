@@ -98,3 +98,14 @@ def test_movielens_text_pipelines_with_minilm(invoke, tmp_path, name):
     assert metrics["test"]["all"]["ndcg@10"] > 0.012  # above random ranking (~0.005)
     if "coldstart" in name:
         assert {"cold_items", "warm_items"} <= set(metrics["test"])
+
+
+@pytest.mark.parametrize("encoder", ["kgin", "kgat"])
+def test_feature_fusion_over_a_knowledge_graph(tiny_bert, tmp_path, encoder):
+    """KG + LM in one model: text features as the layer-0 input of a relational encoder."""
+    metrics = run_fast({"graph": "collaborative_kg",
+                        "encoders": {"graph": {"name": encoder, "params": {"dim": 8}},
+                                     "text": text_encoder(tiny_bert)},
+                        "fusion": {"name": "feature", "params": {"use_id": True}},
+                        "train": {"epochs": 2}}, tmp_path / "r")
+    assert 0 < metrics["test"]["all"]["ndcg@10"] <= 1

@@ -40,9 +40,17 @@ class NodeTable(GraphEncoder):
     """Shared plumbing: one embedding table over all nodes, user and item slices of it."""
 
     def _init_nodes(self, graph: GraphBundle, params: EmbeddingParams) -> None:
+        """One table, but initialised block by block as if each node type had its own table (as
+        separate user and entity tables would be): xavier's scale depends on the table's size, and
+        thousands of KG entities must not shrink the users' initial vectors."""
         self.n_users, self.n_items = graph.n_users, graph.n_items
         self.item_offset = graph.node_offsets["item"]
-        self.node = _embedding(graph.num_nodes, params)
+        self.node = nn.Embedding(graph.num_nodes, params.dim)
+        with torch.no_grad():
+            for kind, start in graph.node_offsets.items():
+                count = graph.node_counts[kind]
+                if count:
+                    self.node.weight[start:start + count] = _embedding(count, params).weight
 
     def _split(self, x: torch.Tensor) -> Embeddings:
         return Embeddings(x[:self.n_users], x[self.item_offset:self.item_offset + self.n_items])
