@@ -252,6 +252,77 @@ def data_split(pipeline: str, overrides: tuple[str, ...], export_dir: str) -> No
     click.echo(f"{folder}: {stats} (fingerprint {prepared.split.fingerprint()})")
 
 
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--user", "users", multiple=True, required=True, help="An original user id (repeatable).")
+@click.option("-k", "k", default=10, show_default=True, help="Items per user.")
+@click.option("--exclude", type=click.Choice(["seen", "train", "none"]), default="seen", show_default=True,
+              help="Skip the user's known items: all of them, training ones only, or none.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON records instead of a table.")
+def recommend(run_dir: str, users: tuple[str, ...], k: int, exclude: str, as_json: bool) -> None:
+    """Top-k recommendations from a finished run (loaded from RUN_DIR alone)."""
+    from kgflow.inference import TrainedRun
+
+    table = TrainedRun.load(run_dir).recommend(list(users), k, exclude)  # type: ignore[arg-type]
+    if as_json:
+        click.echo(table.to_json(orient="records"))
+        return
+    for user, rows in table.groupby("user", sort=False):
+        click.echo(f"user {user}:")
+        for row in rows.itertuples():
+            click.echo(f"  {row.rank:>3}. {row.item}  ({row.score:.4f})")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--what", type=click.Choice(["topk", "embeddings"]), required=True)
+@click.option("--k", "k", default=50, show_default=True, help="topk: items per user.")
+@click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True)
+@click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
+              help="File to write (default: RUN_DIR/exports/<what>.<format>); never overwritten "
+              "without --overwrite.")
+@click.option("--overwrite", is_flag=True)
+def export(run_dir: str, what: str, k: int, fmt: str, out: str | None, overwrite: bool) -> None:
+    """Export a finished run's top-k lists (every user; training items skipped, as in evaluation)
+    or its user and item embeddings, with the original ids."""
+    from kgflow.inference import TrainedRun
+
+    run = TrainedRun.load(run_dir)
+    target = Path(out) if out else Path(run_dir) / "exports" / f"{what}.{fmt}"
+    if target.exists() and not overwrite:
+        raise KgflowError(f"{target} exists; pass --overwrite to replace it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if what == "topk":
+        frames = {"": run.topk_all(k)}
+    else:
+        users, items = run.embeddings()
+        frames = {"users": users.reset_index(), "items": items.reset_index()}
+    for suffix, frame in frames.items():
+        path = target.with_name(f"{target.stem}-{suffix}{target.suffix}") if suffix else target
+        tmp = path.with_name(f".{path.name}.tmp")
+        frame.to_parquet(tmp, index=False) if fmt == "parquet" else frame.to_csv(tmp, index=False)
+        tmp.replace(path)
+        click.echo(f"wrote {path} ({len(frame):,} rows)")
+
+
+@cli.command()
+@click.option("--scores", "scores", required=True, type=click.Path(dir_okay=False),
+              help="Parquet or CSV with columns user, item, score (original ids).")
+@click.option("--split", "run_dir", required=True, type=click.Path(file_okay=False),
+              help="A finished run whose split (and metrics settings) to evaluate on.")
+@click.option("--stage", type=click.Choice(["test", "valid"]), default="test", show_default=True)
+def evaluate(scores: str, run_dir: str, stage: str) -> None:
+    """Score an external user x item score file on a run's split with kgflow's metrics."""
+    from kgflow.inference import TrainedRun, evaluate_scores, read_scores
+
+    result, notes = evaluate_scores(read_scores(scores), TrainedRun.load(run_dir), stage=stage)
+    for note in notes:
+        click.echo(f"note: {note}")
+    for group, values in result.items():
+        click.echo(f"{stage} / {group} ({values.get('users', 0)} users): " + ", ".join(
+            f"{key} {value:.4f}" for key, value in values.items() if key != "users"))
+
+
 @cli.group()
 def new() -> None:
     """Create new things from templates."""

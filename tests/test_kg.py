@@ -317,3 +317,37 @@ def test_movielens_kg_pipelines_run(tmp_path, invoke):
         metrics = json.loads((out / "metrics.json").read_text())
         assert metrics["split"]["items"] == 1376
         assert metrics["test"]["all"]["ndcg@10"] > 0.02
+
+
+def test_transr_loss_matches_the_formula():
+    """softplus(||hW_r + r - tW_r||^2 - ||hW_r + r - nW_r||^2), averaged, plus the L2 term."""
+    from kgflow.graph import EdgeBlock, assemble_graph
+    from kgflow.models import EncoderRecommender, GraphEncoder, KgEmbeddings
+    from kgflow.plugin import ObjectiveContext
+    from kgflow_plugins.objectives import KgObjectiveParams, build_transr
+
+    torch.manual_seed(0)
+    graph = assemble_graph({"user": 1, "item": 2, "entity": 2},
+                           [EdgeBlock("interact", np.array([0]), np.array([1])),
+                            EdgeBlock("made_by", np.array([1, 2]), np.array([3, 4]))],
+                           inverse_relations=True)
+    nodes, rel, proj = torch.randn(5, 3), torch.randn(4, 2), torch.randn(4, 3, 2)
+
+    class Fixed(GraphEncoder):
+        def kg_embeddings(self) -> KgEmbeddings:
+            return KgEmbeddings(nodes, rel, proj)
+
+    objective = build_transr(KgObjectiveParams(l2=0.1),
+                             ObjectiveContext(EncoderRecommender(Fixed()), graph, None, 2, 0))
+    assert objective.num_batches() == 1 and len(objective.head) == 2  # the two made_by facts
+    batch = {"head": torch.tensor([1, 2]), "rel": torch.tensor([1, 1]), "tail": torch.tensor([3, 4]),
+             "neg": torch.tensor([4, 3])}
+    w, r = proj[1], rel[1]
+    h, t, n = nodes[[1, 2]] @ w, nodes[[3, 4]] @ w, nodes[[4, 3]] @ w
+    d_true, d_false = (h + r - t).pow(2).sum(1), (h + r - n).pow(2).sum(1)
+    expected = torch.nn.functional.softplus(d_true - d_false).mean()
+    expected = expected + 0.1 * 0.5 * sum(v.pow(2).sum() for v in (h, r.expand(2, -1), t, n)) / 2
+    assert torch.allclose(objective.loss(batch), expected, atol=1e-5)
+    # corrupted tails keep the true tail's node type (entities 3..4 here)
+    negatives = objective.sample(500, torch.Generator().manual_seed(0))["neg"]
+    assert set(negatives.tolist()) == {3, 4}

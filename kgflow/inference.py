@@ -1,0 +1,216 @@
+"""Using a finished run: load it from its directory alone, recommend, export.
+
+    from kgflow.inference import TrainedRun
+
+    run = TrainedRun.load("runs/movielens-kgat")
+    run.recommend(["196", "22"], k=10)          # a DataFrame: user, rank, item, score
+    users, items = run.embeddings()             # DataFrames indexed by the original ids
+
+The run directory holds everything needed: ``resolved.yaml`` (the pipeline after ``extends`` and
+``--set``), the best checkpoint, and the data fingerprint the rebuilt split must match.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import torch
+
+from kgflow.errors import KgflowError, RunDirError
+
+Exclude = Literal["seen", "train", "none"]
+
+
+@dataclass
+class TrainedRun:
+    """A finished run's model, rebuilt on its own split, with the best checkpoint loaded."""
+
+    path: Path
+    loaded: object
+    prepared: object
+    graph: object
+    model: torch.nn.Module
+    metrics: dict
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TrainedRun":
+        from kgflow.config import load_pipeline
+        from kgflow.registry import get_registry
+        from kgflow.runs.rundir import RUN_FORMAT
+        from kgflow.runs.runner import build_graph, build_recommender, prepare
+
+        path = Path(path)
+        status_file, metrics_file = path / "run.json", path / "metrics.json"
+        if not status_file.is_file():
+            raise RunDirError(f"{path}: not a kgflow run directory (no run.json)")
+        status = json.loads(status_file.read_text())
+        if status.get("format") != RUN_FORMAT:
+            raise RunDirError(f"{path}: run format {status.get('format')} was written by kgflow "
+                              f"{status.get('kgflow', '?')}; this kgflow reads format {RUN_FORMAT}")
+        if status.get("state") != "finished" or not metrics_file.is_file():
+            raise RunDirError(f"{path}: the run is {status.get('state', 'incomplete')}, not finished; "
+                              f"finish it with: kgflow run {status.get('pipeline', 'PIPELINE')} "
+                              f"--out {path} --resume")
+        checkpoint = path / "checkpoints" / "best.ckpt"
+        metrics = json.loads(metrics_file.read_text())
+        loaded = load_pipeline(path / "resolved.yaml")
+        registry = get_registry()
+        prepared = prepare(loaded, registry)
+        fingerprint = prepared.split.fingerprint()
+        if fingerprint != metrics.get("data_fingerprint"):
+            raise RunDirError(f"{path}: the data now gives split {fingerprint}, the run was trained on "
+                              f"{metrics.get('data_fingerprint')}; the dataset files have changed")
+        graph = build_graph(loaded, prepared, registry)
+        model = build_recommender(loaded, prepared, graph, registry)
+        if checkpoint.is_file():
+            state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+            own = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+            model.load_state_dict(own)
+        elif metrics.get("parameters", {}).get("trainable"):
+            raise RunDirError(f"{path}: checkpoints/best.ckpt is missing")
+        model.eval()
+        return cls(path, loaded, prepared, graph, model, metrics)
+
+    # -- ids ---------------------------------------------------------------------------------
+    @property
+    def split(self):
+        return self.prepared.split  # type: ignore[attr-defined]
+
+    def user_index(self, users: list[str]) -> np.ndarray:
+        ids = pd.Index(self.split.user_ids.astype(str))
+        position = ids.get_indexer([str(u) for u in users])
+        unknown = [u for u, p in zip(users, position) if p < 0]
+        if unknown:
+            close = difflib.get_close_matches(str(unknown[0]), list(ids[:5000]), n=3)
+            raise KgflowError(f"unknown user id {unknown[0]!r} (this run knows {len(ids):,} users"
+                              + (f"; close: {', '.join(close)}" if close else "") + ")")
+        return position
+
+    def _known(self, exclude: Exclude) -> list[np.ndarray]:
+        parts = {"seen": (self.split.train, self.split.valid, self.split.test),
+                 "train": (self.split.train,), "none": ()}[exclude]
+        return list(parts)
+
+    # -- scores ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def scores(self, users: np.ndarray, exclude: Exclude = "seen") -> torch.Tensor:
+        """Scores of every item for dense user indices, known items at ``-inf``."""
+        emb = self.model()
+        index = torch.as_tensor(users, dtype=torch.long)
+        scores = self.model.full_scores(emb, index).float()
+        row = {int(u): i for i, u in enumerate(users)}
+        for part in self._known(exclude):
+            mask = np.isin(part.user, users)
+            rows = torch.as_tensor([row[int(u)] for u in part.user[mask]], dtype=torch.long)
+            scores[rows, torch.as_tensor(part.item[mask], dtype=torch.long)] = -torch.inf
+        return scores
+
+    def recommend(self, users: list[str], k: int = 10, exclude: Exclude = "seen") -> pd.DataFrame:
+        """Top-``k`` items for each user (original ids), skipping items the user already has."""
+        index = self.user_index(users)
+        return self._topk(index, k, exclude)
+
+    def _topk(self, index: np.ndarray, k: int, exclude: Exclude) -> pd.DataFrame:
+        scores = self.scores(index, exclude)
+        k = min(k, scores.shape[1])
+        top = torch.topk(scores, k, dim=1)
+        rows = []
+        for i, u in enumerate(index):
+            for rank, (item, score) in enumerate(zip(top.indices[i].tolist(), top.values[i].tolist()), 1):
+                if score == -np.inf:
+                    break
+                rows.append((self.split.user_ids[u], rank, self.split.item_ids[item], score))
+        return pd.DataFrame(rows, columns=["user", "rank", "item", "score"])
+
+    def topk_all(self, k: int = 50, exclude: Exclude = "train", batch: int = 1024) -> pd.DataFrame:
+        """Top-``k`` for every user (by default skipping only training items, as the evaluation
+        does, so the lists can be scored on the validation and test parts)."""
+        frames = [self._topk(np.arange(s, min(s + batch, self.split.n_users)), k, exclude)
+                  for s in range(0, self.split.n_users, batch)]
+        return pd.concat(frames, ignore_index=True)
+
+    @torch.no_grad()
+    def embeddings(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Final user and item representations, indexed by the original ids."""
+        emb = self.model()
+        users = pd.DataFrame(emb.user.float().numpy(), index=pd.Index(self.split.user_ids, name="user"))
+        items = pd.DataFrame(emb.item.float().numpy(), index=pd.Index(self.split.item_ids, name="item"))
+        users.columns = items.columns = [f"e{i}" for i in range(users.shape[1])]
+        return users, items
+
+
+def read_scores(path: str | Path) -> pd.DataFrame:
+    """A ``user, item, score`` table from Parquet or CSV/TSV; ids are read as strings."""
+    path = Path(path)
+    if not path.is_file():
+        raise KgflowError(f"{path}: score file not found")
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path, sep="\t" if path.suffix.lower() in (".tsv", ".tab") else ",",
+                                dtype={"user": str, "item": str})
+    except Exception as exc:  # pandas raises many types for unreadable files
+        raise KgflowError(f"{path}: cannot read the score file: {exc}") from None
+    missing = [c for c in ("user", "item", "score") if c not in frame.columns]
+    if missing:
+        raise KgflowError(f"{path}: missing column(s) {missing}; a score file has columns user, "
+                          f"item, score (it has {', '.join(map(str, frame.columns))})")
+    frame = frame[["user", "item", "score"]].astype({"user": str, "item": str})
+    frame["score"] = pd.to_numeric(frame["score"], errors="coerce")
+    return frame
+
+
+def evaluate_scores(frame: pd.DataFrame, run: "TrainedRun | None" = None, *, split=None,
+                    stage: str = "test", ks: list[int] | None = None,
+                    metrics: list[str] | None = None) -> tuple[dict, list[str]]:
+    """Score external ``user, item, score`` rows on a split with kgflow's own full-ranking
+    evaluation: items without a score rank below every scored one, known items are masked as in
+    training runs. Returns the metrics per group and the problems found in the file (NaN scores,
+    duplicate rows, unknown ids, users without scores), which are counted, not fatal."""
+    from kgflow.evaluation.ranking import EvalTask, RankingEvaluator
+    from kgflow.plugin import MetricContext
+    from kgflow.registry import get_registry
+
+    split = split if split is not None else run.split  # type: ignore[union-attr]
+    cfg = run.loaded.config if run is not None else None  # type: ignore[union-attr]
+    ks = ks or (cfg.eval.ks if cfg else [10, 20])
+    names = metrics or (cfg.eval.metrics if cfg else ["recall", "ndcg", "hit", "mrr", "precision", "map"])
+    notes = []
+    nan = frame["score"].isna()
+    if nan.any():
+        notes.append(f"{int(nan.sum()):,} rows with a missing or non-numeric score were left out")
+    frame = frame[~nan]
+    dup = frame.duplicated(["user", "item"], keep="last")
+    if dup.any():
+        notes.append(f"{int(dup.sum()):,} duplicate (user, item) rows: the last one counts")
+    frame = frame[~dup]
+    users = pd.Index(split.user_ids.astype(str)).get_indexer(frame["user"])
+    items = pd.Index(split.item_ids.astype(str)).get_indexer(frame["item"])
+    unknown = (users < 0) | (items < 0)
+    if unknown.any():
+        notes.append(f"{int(unknown.sum()):,} rows name users or items this split does not have "
+                     "and were left out")
+    users, items, values = users[~unknown], items[~unknown], frame["score"].to_numpy()[~unknown]
+    task = EvalTask.for_stage(split, stage)
+    scored = set(users.tolist())
+    missing = [u for u in task.users.tolist() if u not in scored]
+    if missing:
+        notes.append(f"{len(missing):,} of {len(task.users):,} evaluated users have no scores "
+                     "(they count, with every item tied last)")
+    registry = get_registry()
+    fns = {m: registry.get("metric", m).factory(registry.get("metric", m).params(), MetricContext())
+           for m in names}
+    evaluator = RankingEvaluator(task, ks, fns)
+    matrix = torch.full((split.n_users, split.n_items), -1e30, dtype=torch.float64)
+    matrix[torch.as_tensor(users, dtype=torch.long), torch.as_tensor(items, dtype=torch.long)] = \
+        torch.as_tensor(values, dtype=torch.float64)
+    for start in range(0, len(task.users), 1024):
+        chunk = task.users[start:start + 1024]
+        evaluator.add(chunk, matrix.index_select(0, chunk).float())
+    return evaluator.result(), notes

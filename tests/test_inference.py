@@ -1,0 +1,84 @@
+"""Using finished runs: recommend, export, evaluate external scores."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from kgflow.errors import KgflowError, RunDirError
+from kgflow.inference import TrainedRun, evaluate_scores, read_scores
+from kgflow.testing import run_fast
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "kg"
+    run_fast({"graph": "collaborative_kg",
+              "encoders": {"graph": {"name": "kgin", "params": {"dim": 8}}}, "train": {"epochs": 3}}, out)
+    return out
+
+
+def test_recommend_skips_known_items_and_uses_original_ids(finished_run):
+    run = TrainedRun.load(finished_run)
+    user = str(run.split.user_ids[0])
+    table = run.recommend([user], k=5)
+    assert table["rank"].tolist() == [1, 2, 3, 4, 5]
+    seen = set()
+    for part in (run.split.train, run.split.valid, run.split.test):
+        seen |= {str(run.split.item_ids[i]) for u, i in zip(part.user, part.item) if u == 0}
+    assert not seen & set(table["item"])
+    assert table["score"].is_monotonic_decreasing
+
+
+def test_exported_topk_reproduces_the_test_metrics(finished_run, invoke, tmp_path):
+    out = tmp_path / "topk.csv"
+    result = invoke("export", str(finished_run), "--what", "topk", "--k", "30", "--format", "csv",
+                    "--out", str(out))
+    assert result.exit_code == 0, result.output
+    frame = read_scores(out)
+    metrics, notes = evaluate_scores(frame, TrainedRun.load(finished_run))
+    expected = json.loads((finished_run / "metrics.json").read_text())["test"]["all"]
+    for key in ("ndcg@10", "recall@10", "hit@5"):
+        assert metrics["all"][key] == pytest.approx(expected[key], abs=1e-6)
+    assert notes == []
+    again = invoke("export", str(finished_run), "--what", "topk", "--format", "csv", "--out", str(out))
+    assert again.exit_code == 2 and "--overwrite" in again.output
+
+
+def test_embeddings_export(finished_run, invoke, tmp_path):
+    result = invoke("export", str(finished_run), "--what", "embeddings", "--format", "parquet",
+                    "--out", str(tmp_path / "emb.parquet"))
+    assert result.exit_code == 0, result.output
+    users = pd.read_parquet(tmp_path / "emb-users.parquet")
+    assert "user" in users.columns and users.shape[1] == 1 + 8  # KGIN sums its hops: d columns
+
+
+def test_bad_score_files_are_counted_not_fatal(finished_run):
+    run = TrainedRun.load(finished_run)
+    u, i = str(run.split.user_ids[0]), str(run.split.item_ids[0])
+    frame = pd.DataFrame({"user": [u, u, u, "ghost"], "item": [i, i, "nope", i],
+                          "score": [1.0, 2.0, float("nan"), 3.0]})
+    _, notes = evaluate_scores(frame, run)
+    text = " | ".join(notes)
+    assert "1 rows with a missing or non-numeric score" in text
+    assert "1 duplicate (user, item) rows" in text
+    assert "1 rows name users or items this split does not have" in text
+    assert "evaluated users have no scores" in text
+
+
+def test_unknown_user_and_unfinished_runs_get_messages(finished_run, tmp_path, invoke):
+    result = invoke("recommend", str(finished_run), "--user", "no-such-user")
+    assert result.exit_code == 2 and "unknown user id 'no-such-user'" in result.output
+    with pytest.raises(RunDirError, match="not a kgflow run directory"):
+        TrainedRun.load(tmp_path)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "run.json").write_text(json.dumps({"format": 1, "state": "running", "pipeline": "p.yaml"}))
+    with pytest.raises(RunDirError, match="the run is running, not finished.*--resume"):
+        TrainedRun.load(broken)
+    (broken / "run.json").write_text(json.dumps({"format": 99, "kgflow": "9.0", "state": "finished"}))
+    with pytest.raises(RunDirError, match="run format 99 was written by kgflow 9.0"):
+        TrainedRun.load(broken)
+    with pytest.raises(KgflowError, match="score file not found"):
+        read_scores(tmp_path / "none.csv")
