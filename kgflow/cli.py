@@ -259,11 +259,29 @@ def data_split(pipeline: str, overrides: tuple[str, ...], export_dir: str) -> No
 @click.option("--exclude", type=click.Choice(["seen", "train", "none"]), default="seen", show_default=True,
               help="Skip the user's known items: all of them, training ones only, or none.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON records instead of a table.")
-def recommend(run_dir: str, users: tuple[str, ...], k: int, exclude: str, as_json: bool) -> None:
+@click.option("--explain", is_flag=True, help="Show, for each item, the strongest KG paths from the "
+              "user's history to it (user -> liked item -> entity -> item).")
+def recommend(run_dir: str, users: tuple[str, ...], k: int, exclude: str, as_json: bool,
+              explain: bool) -> None:
     """Top-k recommendations from a finished run (loaded from RUN_DIR alone)."""
     from kgflow.inference import TrainedRun
 
-    table = TrainedRun.load(run_dir).recommend(list(users), k, exclude)  # type: ignore[arg-type]
+    run = TrainedRun.load(run_dir)
+    if explain:
+        from kgflow.explain import Explainer
+
+        records = Explainer(run).explain(list(users), k)
+        if as_json:
+            click.echo(json.dumps(records, indent=1))
+            return
+        for record in records:
+            title = f" {record['title']}" if record["title"] else ""
+            click.echo(f"user {record['user']} #{record['rank']}: {record['item']}{title} "
+                       f"({record['score']:.4f})")
+            for path in record["paths"] or [{"sentence": "(no KG path from the user's history)"}]:
+                click.echo(f"    {path['sentence']}")
+        return
+    table = run.recommend(list(users), k, exclude)  # type: ignore[arg-type]
     if as_json:
         click.echo(table.to_json(orient="records"))
         return
@@ -303,6 +321,27 @@ def export(run_dir: str, what: str, k: int, fmt: str, out: str | None, overwrite
         frame.to_parquet(tmp, index=False) if fmt == "parquet" else frame.to_csv(tmp, index=False)
         tmp.replace(path)
         click.echo(f"wrote {path} ({len(frame):,} rows)")
+
+
+@cli.command("explain-check")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--sample", default=30, show_default=True, help="Users to check.")
+@click.option("-k", "k", default=10, show_default=True, help="Recommendations per user.")
+@click.option("--seed", default=0, show_default=True)
+def explain_check(run_dir: str, sample: int, k: int, seed: int) -> None:
+    """Faithfulness of KG-path explanations: how many recommendations have a path, and how often
+    removing the explaining history items lowers the item's score (written to
+    RUN_DIR/exports/faithfulness.json)."""
+    from kgflow.explain import faithfulness
+    from kgflow.inference import TrainedRun
+    from kgflow.runs.rundir import atomic_write_json
+
+    result = faithfulness(TrainedRun.load(run_dir), sample=sample, k=k, seed=seed)
+    click.echo(f"{result['with_path']:,} of {result['recommendations']:,} recommendations "
+               f"({result['share_with_path']:.0%}) have a KG path; removing the explaining items "
+               f"lowered the score for {result['score_lowered']:,} of {result['checked']:,} "
+               f"({result['share_lowered']:.0%})")
+    atomic_write_json(Path(run_dir) / "exports" / "faithfulness.json", result)
 
 
 @cli.command()

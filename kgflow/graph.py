@@ -63,6 +63,8 @@ class GraphBundle:
     edge_type: torch.Tensor | None = None
     relation_names: list[str] = field(default_factory=list)
     edge_forward: torch.Tensor | None = None
+    #: labels of the nodes after users and items (KG entity ids, attribute values), in order
+    extra_names: list[str] = field(default_factory=list)
 
     @property
     def n_users(self) -> int:
@@ -96,7 +98,8 @@ class EdgeBlock:
 
 
 def assemble_graph(node_counts: dict[str, int], blocks: list[EdgeBlock], *, inverse_relations: bool,
-                   stats: dict[str, Any] | None = None, notes: list[str] | None = None) -> GraphBundle:
+                   stats: dict[str, Any] | None = None, notes: list[str] | None = None,
+                   extra_names: list[str] | None = None) -> GraphBundle:
     """Turn typed edge blocks into a bundle whose every fact is listed in both directions.
 
     With ``inverse_relations`` the reverse of relation ``r`` is its own relation ``r~inv`` (as the
@@ -137,4 +140,4 @@ def assemble_graph(node_counts: dict[str, int], blocks: list[EdgeBlock], *, inve
                          notes=list(notes or []), stats=dict(stats or {}))
     return GraphBundle(edge_index=edge_index, num_nodes=num_nodes, node_offsets=offsets,
                        node_counts=dict(node_counts), report=report, edge_type=edge_type,
-                       relation_names=names, edge_forward=forward)
+                       relation_names=names, edge_forward=forward, extra_names=list(extra_names or []))

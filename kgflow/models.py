@@ -49,6 +49,11 @@ class GraphEncoder(nn.Module):
         added to the ranking loss; ``None`` when there is none."""
         return None
 
+    def edge_weights(self) -> torch.Tensor | None:
+        """How much the model weighs each edge of its graph (in the graph's edge order), when it
+        has such a notion (attention); explanations rank KG paths by it."""
+        return None
+
     def kg_embeddings(self) -> "KgEmbeddings":
         """The layer-0 tables a KG embedding objective (TransE, TransR) trains; encoders over a
         graph with relations implement it."""

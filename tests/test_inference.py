@@ -82,3 +82,25 @@ def test_unknown_user_and_unfinished_runs_get_messages(finished_run, tmp_path, i
         TrainedRun.load(broken)
     with pytest.raises(KgflowError, match="score file not found"):
         read_scores(tmp_path / "none.csv")
+
+
+def test_explanations_follow_kg_paths_and_are_checked(tmp_path, invoke):
+    out = tmp_path / "kgat"
+    run_fast({"graph": "collaborative_kg", "encoders": {"graph": {"name": "kgat", "params": {"dim": 8}}},
+              "objective": {"auxiliary": ["transr"]}, "train": {"epochs": 3}}, out)
+    from kgflow.explain import Explainer
+
+    run = TrainedRun.load(out)
+    records = Explainer(run).explain([str(run.split.user_ids[0])], k=5)
+    with_paths = [r for r in records if r["paths"]]
+    assert with_paths, "the synthetic KG links items through shared entities"
+    path = with_paths[0]["paths"][0]
+    history = {str(run.split.item_ids[i]) for u, i in zip(run.split.train.user, run.split.train.item) if u == 0}
+    assert path["history_item"] in history and path["strength"] > 0
+    assert "you liked" in path["sentence"] and path["entity"] in run.graph.extra_names
+    result = invoke("recommend", str(out), "--user", str(run.split.user_ids[0]), "--explain", "-k", "3")
+    assert result.exit_code == 0 and "you liked" in result.output
+    check = invoke("explain-check", str(out), "--sample", "5", "-k", "3")
+    assert check.exit_code == 0, check.output
+    saved = json.loads((out / "exports" / "faithfulness.json").read_text())
+    assert saved["recommendations"] == 15 and saved["checked"] <= saved["with_path"]

@@ -53,9 +53,9 @@ class KgOptions(Params):
 
 
 def kg_blocks(options: KgOptions, ctx: BuilderContext, first_free: int
-              ) -> tuple[list[EdgeBlock], int, dict, list[str]]:
+              ) -> tuple[list[EdgeBlock], list[str], dict, list[str]]:
     """Edges of the KG: an entity linked to an item *is* that item's node; other entities get new
-    nodes from ``first_free`` on. Returns the blocks, the number of new entity nodes, stats, notes."""
+    nodes from ``first_free`` on. Returns the blocks, the new entity nodes' ids, stats, notes."""
     split = ctx.split
     kg = prepare_kg(ctx.data, split.item_ids, relations=options.relations,
                     exclude_relations=options.exclude_relations,
@@ -78,7 +78,7 @@ def kg_blocks(options: KgOptions, ctx: BuilderContext, first_free: int
     blocks = []
     for relation, index in triples.groupby("relation", sort=True).indices.items():
         blocks.append(EdgeBlock(str(relation), heads[index], tails[index]))
-    return blocks, len(others), kg.stats, kg.notes
+    return blocks, [str(e) for e in others], kg.stats, kg.notes
 
 
 # -- attribute part ----------------------------------------------------------------------------
@@ -118,7 +118,7 @@ def _column_values(series: pd.Series, name: str, options: AttributeOptions, expl
 
 
 def attribute_blocks(options: AttributeOptions, ctx: BuilderContext, first_free: int
-                     ) -> tuple[list[EdgeBlock], int, dict, list[str]]:
+                     ) -> tuple[list[EdgeBlock], list[str], dict, list[str]]:
     """``user.<column>`` and ``item.<column>`` facts from the user and item tables."""
     split = ctx.split
     blocks: list[EdgeBlock] = []
@@ -149,7 +149,7 @@ def attribute_blocks(options: AttributeOptions, ctx: BuilderContext, first_free:
             dst = np.array([value_node[f"{side}.{v}"] for v in labels.to_numpy()], dtype=np.int64)
             blocks.append(EdgeBlock(f"{side}.{column}", labels.index.to_numpy(dtype=np.int64) + offset, dst))
     stats["attribute_values"] = len(value_node)
-    return blocks, len(value_node), stats, notes
+    return blocks, list(value_node), stats, notes
 
 
 # -- the composed builders ---------------------------------------------------------------------
@@ -176,22 +176,20 @@ def _compose(ctx: BuilderContext, base: GraphParams, kg: KgOptions | None,
     blocks = [interaction_block(ctx)] if base.interactions else []
     stats: dict = {}
     notes: list[str] = []
-    free = split.n_users + split.n_items
-    if kg is not None:
-        kg_edges, n_entities, kg_stats, kg_notes = kg_blocks(kg, ctx, free)
-        blocks += kg_edges
-        counts["entity"] = n_entities
-        free += n_entities
-        stats.update(kg_stats)
-        notes += kg_notes
-    if attributes is not None:
-        attr_edges, n_values, attr_stats, attr_notes = attribute_blocks(attributes, ctx, free)
-        blocks += attr_edges
-        counts["attribute"] = n_values
-        stats.update(attr_stats)
-        notes += attr_notes
+    names: list[str] = []
+    parts = [("entity", kg, kg_blocks), ("attribute", attributes, attribute_blocks)]
+    for kind, options, make in parts:
+        if options is None:
+            continue
+        edges, new_names, part_stats, part_notes = make(options, ctx, split.n_users + split.n_items
+                                                        + len(names))  # type: ignore[operator]
+        blocks += edges
+        counts[kind] = len(new_names)
+        names += new_names
+        stats.update(part_stats)
+        notes += part_notes
     return assemble_graph(counts, blocks, inverse_relations=base.inverse_relations, stats=stats,
-                          notes=notes)
+                          notes=notes, extra_names=names)
 
 
 def build_collaborative_kg(params: CollaborativeKgParams, ctx: BuilderContext) -> GraphBundle:

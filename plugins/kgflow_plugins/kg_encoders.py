@@ -179,6 +179,12 @@ class KGAT(NodeTable):
             scores[edges] = (tail * torch.tanh(head + self.relation.weight[r])).sum(-1)
         return scores
 
+    def edge_weights(self) -> torch.Tensor:
+        """The attention of every edge, in the graph's edge order (for explanations)."""
+        weights = torch.empty_like(self.attention)
+        weights[self.adj.order] = self.attention
+        return weights
+
     def after_train_epoch(self) -> None:
         if self.use_attention:
             self.attention.copy_(self.adj.row_softmax(self.edge_scores()))
