@@ -323,6 +323,24 @@ def export(run_dir: str, what: str, k: int, fmt: str, out: str | None, overwrite
         click.echo(f"wrote {path} ({len(frame):,} rows)")
 
 
+@cli.command("compare")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("--metric", default="ndcg@10", show_default=True, help="The metric to show and test.")
+@click.option("--allow-different-splits", is_flag=True, help="Show runs on different splits anyway.")
+def compare_cmd(runs: tuple[str, ...], metric: str, allow_different_splits: bool) -> None:
+    """A table of finished runs (quality per group, time, memory, parameters); differences to the
+    first run are tested per user and marked when significant."""
+    from kgflow.compare import compare
+
+    header, rows, notes = compare(list(runs), metric, allow_different_splits)
+    click.echo("| " + " | ".join(header) + " |")
+    click.echo("|" + "---|" * len(header))
+    for row in rows:
+        click.echo("| " + " | ".join(row) + " |")
+    for note in notes:
+        click.echo(note)
+
+
 @cli.command("explain-check")
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--sample", default=30, show_default=True, help="Users to check.")

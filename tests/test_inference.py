@@ -104,3 +104,28 @@ def test_explanations_follow_kg_paths_and_are_checked(tmp_path, invoke):
     assert check.exit_code == 0, check.output
     saved = json.loads((out / "exports" / "faithfulness.json").read_text())
     assert saved["recommendations"] == 15 and saved["checked"] <= saved["with_path"]
+
+
+def test_compare_marks_significance_and_refuses_other_splits(finished_run, tmp_path, invoke):
+    other = tmp_path / "mf"
+    run_fast({"encoders": {"graph": {"name": "mf", "params": {"dim": 8}}}, "train": {"epochs": 1}}, other)
+    assert (other / "test_per_user.csv").is_file()
+    result = invoke("compare", str(finished_run), str(other))
+    assert result.exit_code == 0, result.output
+    assert "| kg |" in result.output and "baseline" in result.output and "paired t-test" in result.output
+    moved = tmp_path / "other-split"
+    run_fast({"encoders": {"graph": {"name": "mf", "params": {"dim": 8}}}, "train": {"epochs": 1},
+              "seed": 99}, moved)
+    refused = invoke("compare", str(finished_run), str(moved))
+    assert refused.exit_code == 2 and "different splits" in refused.output
+
+
+def test_paired_test_against_hand_values():
+    from kgflow.compare import paired_test
+
+    a = pd.Series([0.1, 0.2, 0.3, 0.4], index=list("abcd"))
+    b = pd.Series([0.2, 0.2, 0.5, 0.4, 9.0], index=list("abcde"))
+    diff, p, n = paired_test(a, b)
+    assert n == 4 and diff == pytest.approx(0.075)
+    # differences 0.1, 0, 0.2, 0: sd = 0.0957, z = 0.075 / (0.0957 / 2) = 1.567 -> p = 0.117
+    assert p == pytest.approx(0.117, abs=0.002)

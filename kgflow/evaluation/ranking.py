@@ -119,6 +119,14 @@ class RankingEvaluator:
                     bucket.setdefault(f"{name}@{k}", []).append(fn(hits[:, :k], n_pos))
             self._users.setdefault(group, []).append(users[keep])
 
+    def per_user(self, group: str = "all") -> dict[str, torch.Tensor]:
+        """Every metric's value per evaluated user of ``group`` (``"user"``: dense user ids)."""
+        if group not in self._values:
+            return {}
+        out = {"user": torch.cat(self._users[group])}
+        out.update({key: torch.cat(vals) for key, vals in self._values[group].items()})
+        return out
+
     def result(self) -> dict[str, dict[str, float]]:
         """Mean of each metric over the users that have truth items in each group."""
         out: dict[str, dict[str, float]] = {}

@@ -9,6 +9,7 @@ Layout::
     checkpoints/     best.ckpt and last.ckpt
     logs/            Lightning's CSV log (metrics per epoch)
     metrics.json     valid / test metrics per group and timing
+    test_per_user.csv  every test metric per user (for paired comparisons)
     report.md        a readable summary
 """
 from __future__ import annotations

@@ -180,6 +180,7 @@ def run_pipeline(loaded: LoadedPipeline, out: str | Path | None = None, *, overw
             "accelerator": str(trainer.accelerator.__class__.__name__).replace("Accelerator", "").lower(),
         }
         atomic_write_json(run.path / "metrics.json", result)
+        write_per_user(run.path / "test_per_user.csv", module.evaluators["test"].per_user(), split)
         atomic_write_text(run.path / "report.md", render_report(loaded, result, graph))
         run.finish()
         return result
@@ -253,6 +254,17 @@ def build_training(loaded: LoadedPipeline, split: Split, model: Recommender, run
         where = f"{file}:{line} " if file else ""
         raise KgflowError(f"{where}trainer: lightning.Trainer refused these settings: {exc}") from None
     return trainer, module, datamodule, checkpoint
+
+
+def write_per_user(path: Path, values: dict[str, Any], split: Split) -> None:
+    """Per-user test metrics (original user ids), for paired comparisons between runs."""
+    if not values:
+        return
+    import pandas as pd
+
+    frame = pd.DataFrame({key: value.numpy() for key, value in values.items()})
+    frame["user"] = split.user_ids[frame["user"].to_numpy()]
+    atomic_write_text(path, frame.to_csv(index=False, float_format="%.6g"))
 
 
 def render_report(loaded: LoadedPipeline, result: dict[str, Any], graph: GraphBundle) -> str:
