@@ -341,6 +341,20 @@ def compare_cmd(runs: tuple[str, ...], metric: str, allow_different_splits: bool
         click.echo(note)
 
 
+@cli.command("report")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("--metric", default="ndcg@10", show_default=True)
+@click.option("--out", "out", default=None, type=click.Path(file_okay=False),
+              help="Report folder (default: FIRST_RUN/report).")
+def report_cmd(runs: tuple[str, ...], metric: str, out: str | None) -> None:
+    """Pictures (training curves, metrics per group; a comparison chart for several runs on one
+    split) and an index.html that shows them with the numbers."""
+    from kgflow.report import write_report
+
+    folder = write_report(list(runs), metric, out)
+    click.echo(f"report: {folder / 'index.html'} ({len(list(folder.glob('*.png')))} pictures)")
+
+
 @cli.command("explain-check")
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--sample", default=30, show_default=True, help="Users to check.")

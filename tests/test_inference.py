@@ -129,3 +129,18 @@ def test_paired_test_against_hand_values():
     assert n == 4 and diff == pytest.approx(0.075)
     # differences 0.1, 0, 0.2, 0: sd = 0.0957, z = 0.075 / (0.0957 / 2) = 1.567 -> p = 0.117
     assert p == pytest.approx(0.117, abs=0.002)
+
+
+def test_report_draws_pictures_for_one_and_several_runs(finished_run, tmp_path, invoke):
+    result = invoke("report", str(finished_run), "--out", str(tmp_path / "one"))
+    assert result.exit_code == 0, result.output
+    pictures = sorted(p.name for p in (tmp_path / "one").glob("*.png"))
+    assert any("training" in p for p in pictures) and any("groups" in p for p in pictures)
+    page = (tmp_path / "one" / "index.html").read_text()
+    assert "<img src=" in page and "ndcg@10" in page
+    other = tmp_path / "mf"
+    run_fast({"encoders": {"graph": {"name": "mf", "params": {"dim": 8}}}, "train": {"epochs": 1}}, other)
+    result = invoke("report", str(finished_run), str(other), "--out", str(tmp_path / "two"))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "two" / "comparison.png").stat().st_size > 1000
+    assert "Comparison" in (tmp_path / "two" / "index.html").read_text()
