@@ -73,16 +73,22 @@ class FixedPattern(torch.nn.Module):
         return exp / total[self.row]
 
 
+CHUNK = 1 << 15  # facts per step: bounds the per-fact temporaries to CHUNK x d floats
+
+
 class _RelationalMean(torch.autograd.Function):
     """``out[h] = mean over facts (h, r, t) of x[t] * rel[r]`` without keeping the per-fact
-    products for the backward pass (they are recomputed): KGIN's aggregation in O(nodes) memory."""
+    products for the backward pass (they are recomputed, a chunk of facts at a time): KGIN's
+    aggregation in memory proportional to the nodes, not the facts."""
 
     @staticmethod
     def forward(ctx, x, rel, head, tail, etype, scale, n_out):  # type: ignore[override]
-        message = x.index_select(0, tail)
-        message.mul_(rel.index_select(0, etype))
-        out = x.new_zeros(n_out, x.shape[1]).index_add_(0, head, message)
-        del message
+        out = x.new_zeros(n_out, x.shape[1])
+        for lo in range(0, len(head), CHUNK):
+            hi = lo + CHUNK
+            message = x.index_select(0, tail[lo:hi])
+            message.mul_(rel.index_select(0, etype[lo:hi]))
+            out.index_add_(0, head[lo:hi], message)
         out.mul_(scale)
         ctx.save_for_backward(x, rel, head, tail, etype, scale)
         return out
@@ -90,13 +96,17 @@ class _RelationalMean(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
         x, rel, head, tail, etype, scale = ctx.saved_tensors
-        per_fact = (grad * scale).index_select(0, head)
-        grad_x = grad_rel = None
-        if ctx.needs_input_grad[0]:
-            grad_x = torch.zeros_like(x).index_add_(0, tail, per_fact * rel.index_select(0, etype))
-        if ctx.needs_input_grad[1]:
-            per_fact.mul_(x.index_select(0, tail))
-            grad_rel = torch.zeros_like(rel).index_add_(0, etype, per_fact)
+        grad = grad * scale
+        grad_x = torch.zeros_like(x) if ctx.needs_input_grad[0] else None
+        grad_rel = torch.zeros_like(rel) if ctx.needs_input_grad[1] else None
+        for lo in range(0, len(head), CHUNK):
+            hi = lo + CHUNK
+            per_fact = grad.index_select(0, head[lo:hi])
+            if grad_x is not None:
+                grad_x.index_add_(0, tail[lo:hi], per_fact * rel.index_select(0, etype[lo:hi]))
+            if grad_rel is not None:
+                per_fact.mul_(x.index_select(0, tail[lo:hi]))
+                grad_rel.index_add_(0, etype[lo:hi], per_fact)
         return grad_x, grad_rel, None, None, None, None, None
 
 
