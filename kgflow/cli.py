@@ -261,8 +261,10 @@ def data_split(pipeline: str, overrides: tuple[str, ...], export_dir: str) -> No
 @click.option("--json", "as_json", is_flag=True, help="Print JSON records instead of a table.")
 @click.option("--explain", is_flag=True, help="Show, for each item, the strongest KG paths from the "
               "user's history to it (user -> liked item -> entity -> item).")
+@click.option("--hub-share", default=0.1, show_default=True,
+              help="--explain: skip entities shared by more than this share of items (a language).")
 def recommend(run_dir: str, users: tuple[str, ...], k: int, exclude: str, as_json: bool,
-              explain: bool) -> None:
+              explain: bool, hub_share: float) -> None:
     """Top-k recommendations from a finished run (loaded from RUN_DIR alone)."""
     from kgflow.inference import TrainedRun
 
@@ -270,7 +272,7 @@ def recommend(run_dir: str, users: tuple[str, ...], k: int, exclude: str, as_jso
     if explain:
         from kgflow.explain import Explainer
 
-        records = Explainer(run).explain(list(users), k)
+        records = Explainer(run, hub_share).explain(list(users), k)
         if as_json:
             click.echo(json.dumps(records, indent=1))
             return
@@ -360,7 +362,9 @@ def report_cmd(runs: tuple[str, ...], metric: str, out: str | None) -> None:
 @click.option("--sample", default=30, show_default=True, help="Users to check.")
 @click.option("-k", "k", default=10, show_default=True, help="Recommendations per user.")
 @click.option("--seed", default=0, show_default=True)
-def explain_check(run_dir: str, sample: int, k: int, seed: int) -> None:
+@click.option("--hub-share", default=0.1, show_default=True,
+              help="Skip entities shared by more than this share of items.")
+def explain_check(run_dir: str, sample: int, k: int, seed: int, hub_share: float) -> None:
     """Faithfulness of KG-path explanations: how many recommendations have a path, and how often
     removing the explaining history items lowers the item's score (written to
     RUN_DIR/exports/faithfulness.json)."""
@@ -368,7 +372,7 @@ def explain_check(run_dir: str, sample: int, k: int, seed: int) -> None:
     from kgflow.inference import TrainedRun
     from kgflow.runs.rundir import atomic_write_json
 
-    result = faithfulness(TrainedRun.load(run_dir), sample=sample, k=k, seed=seed)
+    result = faithfulness(TrainedRun.load(run_dir), sample=sample, k=k, seed=seed, hub_share=hub_share)
     click.echo(f"{result['with_path']:,} of {result['recommendations']:,} recommendations "
                f"({result['share_with_path']:.0%}) have a KG path; removing the explaining items "
                f"lowered the score for {result['score_lowered']:,} of {result['checked']:,} "

@@ -7,7 +7,10 @@ facts linking them. Paths are ranked by the model:
 - encoders that weight edges (``GraphEncoder.edge_weights()``, e.g. KGAT's attention): the product
   of the weights along the path's edges;
 - otherwise: the cosine similarity of j's and i's final item representations, divided by the
-  entity's degree (a shared director says more than a shared country).
+  entity's degree (a shared director says more than a shared genre).
+
+Entities shared by more than a tenth of all items (a language, a country) are not used: "you liked
+another film in English" explains nothing.
 
 The faithfulness check removes the history items that explain an item from the user's training
 interactions, rebuilds the graph and the model around the same trained parameters, and asks
@@ -42,7 +45,9 @@ class Path:
 class Explainer:
     """Paths through the run's graph, ranked by the run's model."""
 
-    def __init__(self, run: TrainedRun) -> None:
+    def __init__(self, run: TrainedRun, max_item_share: float = 0.1) -> None:
+        """``max_item_share``: entities shared by more than this share of all items (a language, a
+        country) explain nothing and are not used as the middle of a path."""
         self.run = run
         graph = run.graph
         self.item_offset = graph.node_offsets["item"]
@@ -53,6 +58,10 @@ class Explainer:
         self.kg = pd.DataFrame({"src": src[knowledge], "dst": dst[knowledge],
                                 "rel": np.asarray(graph.relation_names, dtype=object)[types[knowledge]]})
         self.degree = self.kg.groupby("src").size()
+        n_items = graph.n_items
+        is_item = (self.kg["dst"] >= self.item_offset) & (self.kg["dst"] < self.item_offset + n_items)
+        items_per_entity = self.kg[is_item].groupby("src").size()
+        self.hubs = set(items_per_entity.index[items_per_entity.to_numpy() > max_item_share * n_items])
         self.edge_weights: dict[tuple[int, int], float] | None = None
         for module in run.model.modules():
             getter = getattr(module, "edge_weights", None)
@@ -90,7 +99,7 @@ class Explainer:
         split = self.run.split
         history = split.train.item[split.train.user == user]
         i_node = item + self.item_offset
-        into_item = self.kg[self.kg["dst"] == i_node]  # e -> i facts (reverses of i's facts)
+        into_item = self.kg[(self.kg["dst"] == i_node) & ~self.kg["src"].isin(self.hubs)]  # e -> i
         if into_item.empty or not len(history):
             return []
         h_nodes = history + self.item_offset
@@ -127,13 +136,14 @@ class Explainer:
         return records
 
 
-def faithfulness(run: TrainedRun, sample: int = 30, k: int = 10, seed: int = 0) -> dict:
+def faithfulness(run: TrainedRun, sample: int = 30, k: int = 10, seed: int = 0,
+                 hub_share: float = 0.1) -> dict:
     """For a sample of users and their top-k items with at least one path: remove the history items
     of the item's paths from the user's training interactions, rebuild graph and model with the
     same parameters, and count how often the item's score drops."""
     from kgflow.runs.runner import Prepared, build_graph, build_recommender
 
-    explainer = Explainer(run)
+    explainer = Explainer(run, hub_share)
     split = run.split
     users = random.Random(seed).sample(range(split.n_users), min(sample, split.n_users))
     raw = [str(split.user_ids[u]) for u in users]
