@@ -81,6 +81,10 @@ class KGATParams(EmbeddingParams):
         "bi", description="bi: bi-interaction (the paper's); gcn; graphsage")
     message_dropout: float = Field(0.1, ge=0, lt=1, description="dropout on each layer's output")
     attention: bool = Field(True, description="false keeps the initial 1/|N_r(h)| weights (ablation)")
+    kg_direction: Literal["both", "stated"] = Field(
+        "both", description="both: KG facts propagate both ways; stated: only from tail to head as "
+        "stated (an item hears its own facts' tails; RecBole's KGAT graph). Interactions always "
+        "propagate both ways")
 
 
 class _Aggregator(nn.Module):
@@ -118,9 +122,14 @@ class KGAT(NodeTable):
         nn.init.xavier_normal_(self.projection)
         self.dims = (d, k)
         self.use_attention = params.attention
-        row, col = graph.edge_index
+        keep = torch.ones(graph.edge_index.shape[1], dtype=torch.bool)
+        if params.kg_direction == "stated" and graph.edge_forward is not None:
+            keep = ~graph.knowledge_edges() | graph.edge_forward
+        self.register_buffer("kept_edges", torch.nonzero(keep).flatten(), persistent=False)
+        self.edge_count = len(keep)
+        row, col = graph.edge_index[:, keep]
         self.adj = FixedPattern(row, col, graph.num_nodes, graph.num_nodes)
-        rel = graph.edge_type[self.adj.order]
+        rel = graph.edge_type[keep][self.adj.order]
         self.register_buffer("edge_relation", rel, persistent=False)
         by_relation = torch.argsort(rel, stable=True)
         self.register_buffer("by_relation", by_relation, persistent=False)
@@ -181,8 +190,8 @@ class KGAT(NodeTable):
 
     def edge_weights(self) -> torch.Tensor:
         """The attention of every edge, in the graph's edge order (for explanations)."""
-        weights = torch.empty_like(self.attention)
-        weights[self.adj.order] = self.attention
+        weights = torch.zeros(self.edge_count, dtype=self.attention.dtype)
+        weights[self.kept_edges[self.adj.order]] = self.attention
         return weights
 
     def after_train_epoch(self) -> None:
