@@ -25,7 +25,7 @@ from kgflow.plugin import (Component, Embeddings, EncoderContext, GraphBundle, G
                            KgEmbeddings, hookimpl)
 from kgflow.errors import DataError
 from kgflow_plugins.encoders import EmbeddingParams, _embedding
-from kgflow_plugins.sparse import FixedPattern, relational_mean
+from kgflow_plugins.sparse import CHUNK, FixedPattern, relational_mean
 
 
 def _check_graph(graph: GraphBundle, name: str) -> None:
@@ -182,10 +182,11 @@ class KGAT(NodeTable):
             lo, hi = self.relation_bounds[r], self.relation_bounds[r + 1]
             if lo == hi:
                 continue
-            edges = self.by_relation[lo:hi]
-            head = x.index_select(0, self.adj.row[edges]) @ projections[r]
-            tail = x.index_select(0, self.adj.col[edges]) @ projections[r]
-            scores[edges] = (tail * torch.tanh(head + self.relation.weight[r])).sum(-1)
+            for start in range(lo, hi, CHUNK):  # bounded temporaries on large relations
+                edges = self.by_relation[start:min(start + CHUNK, hi)]
+                head = x.index_select(0, self.adj.row[edges]) @ projections[r]
+                tail = x.index_select(0, self.adj.col[edges]) @ projections[r]
+                scores[edges] = (tail * torch.tanh(head + self.relation.weight[r])).sum(-1)
         return scores
 
     def edge_weights(self) -> torch.Tensor:
