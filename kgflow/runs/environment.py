@@ -69,3 +69,18 @@ def tune_allocator() -> bool:
     ok &= mallopt(M_TRIM_THRESHOLD, 1024 * 1024 * 1024)
     ok &= mallopt(M_TOP_PAD, 64 * 1024 * 1024)
     return bool(ok)
+
+
+def release_memory() -> None:
+    """Hand memory freed by data preparation back to the OS before training starts (a garbage
+    collection, then glibc's ``malloc_trim``), so that it does not count on top of training's peak."""
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass

@@ -149,6 +149,7 @@ def run_pipeline(loaded: LoadedPipeline, out: str | Path | None = None, *, overw
         model = build_recommender(loaded, prepared, graph, registry)
         trainer, module, datamodule, checkpoint = build_training(loaded, split, model, run,
                                                                  registry, progress, graph)
+        environment.release_memory()
         ckpt = str(run.checkpoints / "last.ckpt") if resume else None
         t_fit = time.perf_counter()
         parameters = count_parameters(model)

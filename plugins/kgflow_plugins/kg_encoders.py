@@ -46,9 +46,11 @@ class NodeTable(GraphEncoder):
         self.n_users, self.n_items = graph.n_users, graph.n_items
         self.item_offset = graph.node_offsets["item"]
         self.node = nn.Embedding(graph.num_nodes, params.dim)
+        blocks = [(start, graph.node_counts[kind]) for kind, start in graph.node_offsets.items()]
+        if getattr(params, "init_groups", "per_type") == "users_and_rest":  # RecBole's two tables
+            blocks = [(0, self.n_users), (self.n_users, graph.num_nodes - self.n_users)]
         with torch.no_grad():
-            for kind, start in graph.node_offsets.items():
-                count = graph.node_counts[kind]
+            for start, count in blocks:
                 if count:
                     self.node.weight[start:start + count] = _embedding(count, params).weight
 
@@ -81,6 +83,9 @@ class KGATParams(EmbeddingParams):
         "bi", description="bi: bi-interaction (the paper's); gcn; graphsage")
     message_dropout: float = Field(0.1, ge=0, lt=1, description="dropout on each layer's output")
     attention: bool = Field(True, description="false keeps the initial 1/|N_r(h)| weights (ablation)")
+    init_groups: Literal["per_type", "users_and_rest"] = Field(
+        "per_type", description="initialise each node type as its own table, or users and all other "
+        "nodes as two tables (RecBole's user and entity tables)")
     kg_direction: Literal["both", "stated"] = Field(
         "both", description="both: KG facts propagate both ways; stated: only from tail to head as "
         "stated (an item hears its own facts' tails; RecBole's KGAT graph). Interactions always "
