@@ -106,6 +106,15 @@ def _recbole_fields(raw: dict) -> dict:
             "split_sizes": raw["split_sizes"]}
 
 
+def stat(values: list[float | None], empty: str = "n/a", count: bool = False) -> str:
+    """``mean ± sd`` of the values given (``(n)`` appended with ``count``)."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return empty
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.4f} ± {sd:.4f}" + (f" ({len(values)})" if count else "")
+
+
 def summarize(args: argparse.Namespace) -> None:
     latest: dict[tuple[str, str, int], dict] = {}  # a rerun of the same seed replaces the earlier one
     for line in (args.work / "results.jsonl").read_text().splitlines():
@@ -116,13 +125,6 @@ def summarize(args: argparse.Namespace) -> None:
     table: dict[tuple[str, str], list[dict]] = {}
     for (model, system, _), r in sorted(latest.items()):
         table.setdefault((model, system), []).append(r)
-
-    def stat(values: list[float]) -> str:
-        values = [v for v in values if v is not None]
-        if not values:
-            return "n/a"
-        sd = statistics.stdev(values) if len(values) > 1 else 0.0
-        return f"{statistics.mean(values):.4f} ± {sd:.4f}"
 
     print("| model | system | seeds | test NDCG@10 | test Recall@20 | test NDCG@20 | epochs (best) |")
     print("|---|---|---|---|---|---|---|")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import compare_recbole  # noqa: E402
-from compare_recbole import REPO, _recbole_fields, kgflow_cmd, seeded_copy  # noqa: E402
+from compare_recbole import REPO, _recbole_fields, kgflow_cmd, seeded_copy, stat  # noqa: E402
 
 PATIENCE, EPOCHS = 10, 300  # as in pipelines/protocols/movielens-kg.yaml
 KG_PROTOCOL = ["--set", "preprocess.kg_linked_only=true", "--set", f"train.epochs={EPOCHS}",
@@ -102,17 +102,11 @@ def summarize(args: argparse.Namespace) -> None:
     for (model, system, control, _), r in sorted(latest.items()):
         rows.setdefault((model, system, control), []).append(r)
 
-    def stat(values: list[float]) -> str:
-        if not values:
-            return "—"
-        sd = statistics.stdev(values) if len(values) > 1 else 0.0
-        return f"{statistics.mean(values):.4f} ± {sd:.4f} ({len(values)})"
-
     print("| model | system | KG | removed | shuffled | s/epoch | peak MB | epochs (best), KG |")
     print("|---|---|---|---|---|---|---|---|")
     for model, system in sorted({(m, s) for m, s, _ in rows}):
-        cells = [stat([r["test"]["ndcg@10"] for r in rows.get((model, system, c), [])])
-                 for c in CONTROLS]
+        cells = [stat([r["test"]["ndcg@10"] for r in rows.get((model, system, c), [])],
+                      empty="—", count=True) for c in CONTROLS]
         kg = rows.get((model, system, "none"), [])
         speed = f"{statistics.mean(r['s_epoch'] for r in kg):.2f}" if kg else "—"
         peak = f"{max(r['peak_mb'] for r in kg):.0f}" if kg else "—"

@@ -141,6 +141,7 @@ def faithfulness(run: TrainedRun, sample: int = 30, k: int = 10, seed: int = 0,
     """For a sample of users and their top-k items with at least one path: remove the history items
     of the item's paths from the user's training interactions, rebuild graph and model with the
     same parameters, and count how often the item's score drops."""
+    from kgflow.registry import get_registry
     from kgflow.runs.runner import Prepared, build_graph, build_recommender
 
     explainer = Explainer(run, hub_share)
@@ -149,22 +150,24 @@ def faithfulness(run: TrainedRun, sample: int = 30, k: int = 10, seed: int = 0,
     raw = [str(split.user_ids[u]) for u in users]
     checked = lowered = with_path = total = 0
     state = run.model.state_dict()
+    registry = get_registry()
+    item_index = pd.Index(split.item_ids.astype(str))
     for record in explainer.explain(raw, k=k):
         total += 1
         if not record["paths"]:
             continue
         with_path += 1
         user = int(run.user_index([record["user"]])[0])
-        item = int(pd.Index(split.item_ids.astype(str)).get_loc(str(record["item"])))
+        item = int(item_index.get_loc(str(record["item"])))
         drop = {p["history_item"] for p in record["paths"]}
-        drop_idx = set(pd.Index(split.item_ids.astype(str)).get_indexer(list(drop)).tolist())
+        drop_idx = set(item_index.get_indexer(list(drop)).tolist())
         keep = ~((split.train.user == user) & np.isin(split.train.item, list(drop_idx)))
         if keep.all():
             continue
         reduced = replace(split, train=split.train.subset(keep))
         prepared = Prepared(run.prepared.data, reduced)  # type: ignore[attr-defined]
-        graph = build_graph(run.loaded, prepared, _registry())
-        model = build_recommender(run.loaded, prepared, graph, _registry())
+        graph = build_graph(run.loaded, prepared, registry)
+        model = build_recommender(run.loaded, prepared, graph, registry)
         own = model.state_dict()
         model.load_state_dict({k: v for k, v in state.items() if k in own and own[k].shape == v.shape},
                               strict=False)
@@ -182,8 +185,3 @@ def faithfulness(run: TrainedRun, sample: int = 30, k: int = 10, seed: int = 0,
             "share_with_path": with_path / max(total, 1), "checked": checked, "score_lowered": lowered,
             "share_lowered": lowered / max(checked, 1)}
 
-
-def _registry():
-    from kgflow.registry import get_registry
-
-    return get_registry()

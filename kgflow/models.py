@@ -1,6 +1,7 @@
 """The model contracts the core trains and evaluates. They know nothing of any particular model."""
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass
 from typing import Iterator, Literal
 
@@ -71,7 +72,7 @@ class KgEmbeddings:
     projections: torch.Tensor | None = None
 
 
-class AuxiliaryObjective(nn.Module):
+class AuxiliaryObjective(nn.Module, metaclass=ABCMeta):
     """A training signal next to the ranking loss, declared under ``objective.auxiliary``.
 
     ``schedule = "alternate"``: after each epoch's ranking batches, the trainer runs this
@@ -82,17 +83,21 @@ class AuxiliaryObjective(nn.Module):
     schedule: Literal["alternate", "joint"] = "alternate"
     weight: float = 1.0
 
+    @abstractmethod
     def batches(self, generator: torch.Generator) -> Iterator[dict[str, torch.Tensor]]:
-        raise NotImplementedError
+        """One epoch of this objective's own batches (``alternate``), drawn with ``generator``."""
 
+    @abstractmethod
     def num_batches(self) -> int:
-        raise NotImplementedError
+        """How many batches :meth:`batches` yields (the trainer's epoch length counts them)."""
 
+    @abstractmethod
     def sample(self, size: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+        """A random batch of ``size`` (``joint``: one per ranking batch)."""
 
+    @abstractmethod
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        raise NotImplementedError
+        """The objective's unweighted loss on a batch."""
 
 
 class Recommender(nn.Module):

@@ -39,7 +39,8 @@ def _check_graph(graph: GraphBundle, name: str) -> None:
 class NodeTable(GraphEncoder):
     """Shared plumbing: one embedding table over all nodes, user and item slices of it."""
 
-    def _init_nodes(self, graph: GraphBundle, params: EmbeddingParams) -> None:
+    def _init_nodes(self, graph: GraphBundle, params: EmbeddingParams,
+                    groups: str = "per_type") -> None:
         """One table, but initialised block by block as if each node type had its own table (as
         separate user and entity tables would be): xavier's scale depends on the table's size, and
         thousands of KG entities must not shrink the users' initial vectors."""
@@ -47,7 +48,7 @@ class NodeTable(GraphEncoder):
         self.item_offset = graph.node_offsets["item"]
         self.node = nn.Embedding(graph.num_nodes, params.dim)
         blocks = [(start, graph.node_counts[kind]) for kind, start in graph.node_offsets.items()]
-        if getattr(params, "init_groups", "per_type") == "users_and_rest":  # RecBole's two tables
+        if groups == "users_and_rest":  # RecBole's two tables
             blocks = [(0, self.n_users), (self.n_users, graph.num_nodes - self.n_users)]
         with torch.no_grad():
             for start, count in blocks:
@@ -119,7 +120,7 @@ class _Aggregator(nn.Module):
 class KGAT(NodeTable):
     def __init__(self, graph: GraphBundle, params: KGATParams) -> None:
         super().__init__()
-        self._init_nodes(graph, params)
+        self._init_nodes(graph, params, params.init_groups)
         n_rel, d, k = len(graph.relation_names), params.dim, params.relation_dim
         self.relation = nn.Embedding(n_rel, k)
         self.projection = nn.Parameter(torch.empty(n_rel, d * k))
