@@ -254,7 +254,11 @@ def data_split(pipeline: str, overrides: tuple[str, ...], export_dir: str) -> No
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
-@click.option("--user", "users", multiple=True, required=True, help="An original user id (repeatable).")
+@click.option("--user", "users", multiple=True, help="An original user id (repeatable).")
+@click.option("--liked", multiple=True, help="A new user (not in the run): an item they liked, by "
+              "original id (repeatable). Any dot-product model folds them in.")
+@click.option("--profile", default=None, help="A new user described in words (models with a text "
+              "encoder: fusion content or feature); combines with --liked.")
 @click.option("-k", "k", default=10, show_default=True, help="Items per user.")
 @click.option("--exclude", type=click.Choice(["seen", "train", "none"]), default="seen", show_default=True,
               help="Skip the user's known items: all of them, training ones only, or none.")
@@ -263,16 +267,24 @@ def data_split(pipeline: str, overrides: tuple[str, ...], export_dir: str) -> No
               "user's history to it (user -> liked item -> entity -> item).")
 @click.option("--hub-share", default=0.1, show_default=True,
               help="--explain: skip entities shared by more than this share of items (a language).")
-def recommend(run_dir: str, users: tuple[str, ...], k: int, exclude: str, as_json: bool,
-              explain: bool, hub_share: float) -> None:
-    """Top-k recommendations from a finished run (loaded from RUN_DIR alone)."""
+def recommend(run_dir: str, users: tuple[str, ...], liked: tuple[str, ...], profile: str | None,
+              k: int, exclude: str, as_json: bool, explain: bool, hub_share: float) -> None:
+    """Top-k recommendations from a finished run (loaded from RUN_DIR alone), for users it was
+    trained on (--user) or for a new user (--liked and/or --profile)."""
     from kgflow.inference import TrainedRun
 
+    new_user = bool(liked) or profile is not None
+    if bool(users) == new_user:
+        raise click.UsageError("give either --user (users the run knows) or --liked/--profile "
+                               "(a new user), not both" if users else
+                               "give --user, or --liked/--profile for a new user")
     run = TrainedRun.load(run_dir)
     if explain:
         from kgflow.explain import Explainer
 
-        records = Explainer(run, hub_share).explain(list(users), k)
+        explainer = Explainer(run, hub_share)
+        records = (explainer.explain_new(list(liked), profile, k) if new_user
+                   else explainer.explain(list(users), k))
         if as_json:
             click.echo(json.dumps(records, indent=1))
             return
@@ -283,7 +295,11 @@ def recommend(run_dir: str, users: tuple[str, ...], k: int, exclude: str, as_jso
             for path in record["paths"] or [{"sentence": "(no KG path from the user's history)"}]:
                 click.echo(f"    {path['sentence']}")
         return
-    table = run.recommend(list(users), k, exclude)  # type: ignore[arg-type]
+    if new_user:
+        table = run.recommend_new(list(liked), profile, k)
+        table.insert(0, "user", "new")
+    else:
+        table = run.recommend(list(users), k, exclude)  # type: ignore[arg-type]
     if as_json:
         click.echo(table.to_json(orient="records"))
         return

@@ -97,7 +97,13 @@ class Explainer:
     def paths(self, user: int, item: int, limit: int = 3) -> list[Path]:
         """The strongest ``u -> j -> e -> i`` paths for dense user and item indices."""
         split = self.run.split
-        history = split.train.item[split.train.user == user]
+        return self.paths_from(split.train.item[split.train.user == user], item, limit, user)
+
+    def paths_from(self, history: np.ndarray, item: int, limit: int = 3,
+                   user: int | None = None) -> list[Path]:
+        """Paths from given history items (dense indices) to ``item``; ``user`` is the trained
+        user's node, whose edges to the history carry attention (a new user has none: weight 1)."""
+        split = self.run.split
         i_node = item + self.item_offset
         into_item = self.kg[(self.kg["dst"] == i_node) & ~self.kg["src"].isin(self.hubs)]  # e -> i
         if into_item.empty or not len(history):
@@ -111,7 +117,8 @@ class Explainer:
         for row in merged.itertuples():
             j, e = int(row.src_in), int(row.dst_in)
             if self.edge_weights is not None:
-                strength = self._weight(user, j) * self._weight(j, e) * self._weight(e, i_node)
+                first = self._weight(user, j) if user is not None else 1.0
+                strength = first * self._weight(j, e) * self._weight(e, i_node)
             else:
                 similarity = float(self.items[j - self.item_offset] @ self.items[item])
                 strength = similarity / float(self.degree.get(e, 1))
@@ -131,6 +138,22 @@ class Explainer:
         for row in table.itertuples():
             paths = self.paths(int(user_index[row.user]), int(item_index.get_loc(str(row.item))), limit)
             records.append({"user": row.user, "rank": row.rank, "item": row.item,
+                            "title": self.titles.get(str(row.item)), "score": row.score,
+                            "paths": [p.__dict__ | {"sentence": p.sentence(self.titles)} for p in paths]})
+        return records
+
+
+    def explain_new(self, liked: list[str] = (), text: str | None = None, k: int = 10,
+                    limit: int = 3) -> list[dict]:
+        """Recommendations for a new user (liked items and/or profile text) with their paths from
+        the liked items."""
+        table = self.run.recommend_new(liked, text, k)
+        history = self.run.item_index(list(liked))
+        item_index = pd.Index(self.run.split.item_ids.astype(str))
+        records = []
+        for row in table.itertuples():
+            paths = self.paths_from(history, int(item_index.get_loc(str(row.item))), limit)
+            records.append({"user": "new", "rank": row.rank, "item": row.item,
                             "title": self.titles.get(str(row.item)), "score": row.score,
                             "paths": [p.__dict__ | {"sentence": p.sentence(self.titles)} for p in paths]})
         return records

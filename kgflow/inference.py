@@ -4,6 +4,8 @@
 
     run = TrainedRun.load("runs/movielens-kgat")
     run.recommend(["196", "22"], k=10)          # a DataFrame: user, rank, item, score
+    run.recommend_new(liked=["50", "172"], k=10)  # someone the model never saw (rank, item, score)
+    run.recommend_new(text="likes noir and westerns")  # models with a text encoder
     users, items = run.embeddings()             # DataFrames indexed by the original ids
 
 The run directory holds everything needed: ``resolved.yaml`` (the pipeline after ``extends`` and
@@ -82,14 +84,12 @@ class TrainedRun:
         return self.prepared.split  # type: ignore[attr-defined]
 
     def user_index(self, users: list[str]) -> np.ndarray:
-        ids = pd.Index(self.split.user_ids.astype(str))
-        position = ids.get_indexer([str(u) for u in users])
-        unknown = [u for u, p in zip(users, position) if p < 0]
-        if unknown:
-            close = difflib.get_close_matches(str(unknown[0]), list(ids[:5000]), n=3)
-            raise KgflowError(f"unknown user id {unknown[0]!r} (this run knows {len(ids):,} users"
-                              + (f"; close: {', '.join(close)}" if close else "") + ")")
-        return position
+        """Dense indices of original user ids; an unknown id is an error naming close ones."""
+        return _positions(self.split.user_ids, users, "user")
+
+    def item_index(self, items: list[str]) -> np.ndarray:
+        """Dense indices of original item ids; an unknown id is an error naming close ones."""
+        return _positions(self.split.item_ids, items, "item")
 
     def _known(self, exclude: Exclude) -> list[np.ndarray]:
         parts = {"seen": (self.split.train, self.split.valid, self.split.test),
@@ -114,6 +114,35 @@ class TrainedRun:
         """Top-``k`` items for each user (original ids), skipping items the user already has."""
         index = self.user_index(users)
         return self._topk(index, k, exclude)
+
+    @torch.no_grad()
+    def new_user_scores(self, liked: list[str] = (), text: str | None = None) -> torch.Tensor:
+        """Scores of every item for someone the model was not trained on, described by a few
+        liked items (original ids) and/or a profile text; the liked items are at ``-inf``."""
+        liked = list(liked)
+        if not liked and not (text and text.strip()):
+            raise KgflowError("a new user needs at least one liked item (--liked) or a profile "
+                              "text (--profile)")
+        index = torch.as_tensor(self.item_index(liked), dtype=torch.long)
+        emb = self.model()
+        try:
+            vector = self.model.new_user(emb, index, text if text and text.strip() else None)
+        except TypeError as exc:
+            raise KgflowError(f"{self.path}: {exc}") from None
+        from kgflow.models import Embeddings
+
+        scores = self.model.full_scores(Embeddings(vector.reshape(1, -1), emb.item),
+                                        torch.zeros(1, dtype=torch.long))[0].float()
+        scores[index] = -torch.inf
+        return scores
+
+    def recommend_new(self, liked: list[str] = (), text: str | None = None, k: int = 10) -> pd.DataFrame:
+        """Top-``k`` for a new user (see :meth:`new_user_scores`): columns rank, item, score."""
+        scores = self.new_user_scores(liked, text)
+        top = torch.topk(scores, min(k, int(torch.isfinite(scores).sum())))
+        return pd.DataFrame({"rank": np.arange(1, len(top.indices) + 1),
+                             "item": self.split.item_ids[top.indices.numpy()],
+                             "score": top.values.numpy()})
 
     def _topk(self, index: np.ndarray, k: int, exclude: Exclude) -> pd.DataFrame:
         scores = self.scores(index, exclude)
@@ -142,6 +171,17 @@ class TrainedRun:
         items = pd.DataFrame(emb.item.float().numpy(), index=pd.Index(self.split.item_ids, name="item"))
         users.columns = items.columns = [f"e{i}" for i in range(users.shape[1])]
         return users, items
+
+
+def _positions(known: np.ndarray, wanted: list[str], what: str) -> np.ndarray:
+    ids = pd.Index(known.astype(str))
+    position = ids.get_indexer([str(w) for w in wanted])
+    unknown = [w for w, p in zip(wanted, position) if p < 0]
+    if unknown:
+        close = difflib.get_close_matches(str(unknown[0]), list(ids[:5000]), n=3)
+        raise KgflowError(f"unknown {what} id {unknown[0]!r} (this run knows {len(ids):,} {what}s"
+                          + (f"; close: {', '.join(close)}" if close else "") + ")")
+    return position
 
 
 def read_scores(path: str | Path) -> pd.DataFrame:

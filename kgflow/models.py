@@ -132,6 +132,52 @@ class Recommender(nn.Module):
     def extra_loss(self, emb: Embeddings, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
         return None
 
+    def new_user(self, emb: Embeddings, items: torch.Tensor, text: str | None = None) -> torch.Tensor:
+        """A vector in ``emb.user``'s space for someone the model was not trained on, from a few
+        liked items (dense indices) and/or a profile text; :meth:`full_scores`-compatible.
+
+        The default folds the user in from ``items`` alone (:func:`fold_in`), which any
+        dot-product model supports; models that read text override this to use ``text``."""
+        if text is not None:
+            raise TypeError("this model does not read text, so it cannot place a user from a "
+                            "profile text; give liked items instead, or use a model with a text "
+                            "encoder (fusion content or feature)")
+        if items.numel() == 0:
+            raise ValueError("a new user needs at least one liked item")
+        return fold_in(emb, items)
+
+
+def typical_user_norm(emb: Embeddings) -> float:
+    """The median length of the trained users' vectors: the scale a folded-in user gets."""
+    norms = emb.user.detach().float().norm(dim=1)
+    return float(norms.median()) if norms.numel() else 1.0
+
+
+def fold_in(emb: Embeddings, items: torch.Tensor, steps: int = 100, lr: float = 0.1,
+            start: torch.Tensor | None = None) -> torch.Tensor:
+    """Fold a new user into a trained dot-product model: the direction in the user space that
+    ranks ``items`` highest among all items (softmax cross-entropy, item vectors frozen), at the
+    length of a typical trained user so scores stay on the model's scale.
+
+    Only the direction matters for ranking; fixing the length keeps the softmax as sharp as the
+    model's own scores, rather than letting the optimiser inflate it. Deterministic."""
+    item = emb.item.detach().float()
+    norm = typical_user_norm(emb)
+    direction = (start.detach().float().clone() if start is not None
+                 else item.index_select(0, items).mean(0))
+    direction = direction.requires_grad_(True)
+    optimiser = torch.optim.Adam([direction], lr=lr)
+    target = items.long()
+    with torch.enable_grad():
+        for _ in range(steps):
+            user = norm * torch.nn.functional.normalize(direction, dim=0)
+            logits = item @ user
+            loss = -torch.log_softmax(logits, dim=0).index_select(0, target).mean()
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+    return (norm * torch.nn.functional.normalize(direction.detach(), dim=0)).to(emb.user.dtype)
+
 
 class EncoderRecommender(Recommender):
     """A recommender that is just one graph encoder scored by dot product."""

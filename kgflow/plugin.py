@@ -29,7 +29,7 @@ from kgflow.graph import GraphBundle, GraphReport
 from kgflow.errors import ConfigIssue, DataError, KgflowError
 from kgflow.graph import INTERACT, INVERSE_SUFFIX
 from kgflow.models import (AuxiliaryObjective, Embeddings, EncoderRecommender, GraphEncoder,
-                           KgEmbeddings, Recommender)
+                           KgEmbeddings, Recommender, fold_in, typical_user_norm)
 from kgflow.registry import Component, ConfigCheck, NoParams, Params, hookimpl
 
 
@@ -108,4 +108,5 @@ __all__ = ["Component", "ConfigCheck", "NoParams", "Params", "hookimpl", "Datase
            "BuilderContext", "EncoderContext", "FusionContext", "LossContext", "MetricContext",
            "ObjectiveContext", "AuxiliaryObjective", "KgEmbeddings", "INTERACT", "INVERSE_SUFFIX",
            "RecData", "Split", "Interactions", "GraphBundle", "GraphReport", "GraphEncoder",
-           "Recommender", "Embeddings", "EncoderRecommender", "ConfigIssue", "DataError", "KgflowError"]
+           "Recommender", "Embeddings", "EncoderRecommender", "fold_in", "typical_user_norm",
+           "ConfigIssue", "DataError", "KgflowError"]

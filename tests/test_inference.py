@@ -84,6 +84,43 @@ def test_unknown_user_and_unfinished_runs_get_messages(finished_run, tmp_path, i
         read_scores(tmp_path / "none.csv")
 
 
+def test_fold_in_ranks_the_liked_items_first_at_a_typical_length():
+    import torch
+
+    from kgflow.models import Embeddings, fold_in
+
+    generator = torch.Generator().manual_seed(0)
+    items = torch.randn(60, 16, generator=generator)
+    users = torch.randn(5, 16, generator=generator)
+    users = 2.0 * users / users.norm(dim=1, keepdim=True)
+    liked = torch.tensor([3, 41])
+    vector = fold_in(Embeddings(users, items), liked)
+    assert vector.norm().item() == pytest.approx(2.0, rel=1e-5)
+    top = torch.topk(items @ vector, 3).indices.tolist()
+    assert {3, 41} <= set(top)
+    assert torch.equal(vector, fold_in(Embeddings(users, items), liked))  # deterministic
+
+
+def test_new_users_from_liked_items(finished_run, invoke):
+    run = TrainedRun.load(finished_run)
+    liked = [str(i) for i in run.split.item_ids[:3]]
+    table = run.recommend_new(liked, k=5)
+    assert table["rank"].tolist() == [1, 2, 3, 4, 5] and not set(liked) & set(table["item"].astype(str))
+    args = ["recommend", str(finished_run), "-k", "4", "--json"] + sum((["--liked", i] for i in liked), [])
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    records = json.loads(result.output)
+    assert [r["item"] for r in records] == table["item"].tolist()[:4] and records[0]["user"] == "new"
+    result = invoke("recommend", str(finished_run), "--liked", "no-such-item")
+    assert result.exit_code == 2 and "unknown item id 'no-such-item'" in result.output
+    result = invoke("recommend", str(finished_run), "--profile", "likes westerns")
+    assert result.exit_code == 2 and "does not read text" in result.output
+    result = invoke("recommend", str(finished_run))
+    assert result.exit_code == 2 and "--liked/--profile" in result.output
+    result = invoke("recommend", str(finished_run), "--user", "1", "--liked", liked[0])
+    assert result.exit_code == 2 and "not both" in result.output
+
+
 def test_explanations_follow_kg_paths_and_are_checked(tmp_path, invoke):
     out = tmp_path / "kgat"
     run_fast({"graph": "collaborative_kg", "encoders": {"graph": {"name": "kgat", "params": {"dim": 8}}},

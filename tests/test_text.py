@@ -40,6 +40,33 @@ def test_content_baseline_scores_without_training(tiny_bert, tmp_path):
     assert metrics["test"]["all"]["recall@10"] > 0
 
 
+def test_new_users_from_text_models(tiny_bert, tmp_path, invoke):
+    import torch
+
+    from kgflow.inference import TrainedRun
+
+    run_fast({"encoders": {"text": text_encoder(tiny_bert)}, "fusion": "content"}, tmp_path / "c",
+             base=_without_graph())
+    run = TrainedRun.load(tmp_path / "c")
+    split = run.split
+    liked = split.item_ids[split.train.item[split.train.user == 0]].astype(str).tolist()
+    # the content model's trained user *is* the mean of their training items' texts
+    own = run.scores(torch.tensor([0]), exclude="train")[0]
+    new = run.new_user_scores(liked)
+    finite = torch.isfinite(new)
+    assert torch.allclose(new[finite], own[finite], atol=1e-5)
+    result = invoke("recommend", str(tmp_path / "c"), "--profile", "space robots. scifi", "-k", "3",
+                    "--json")
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.output)) == 3
+    run_fast({"encoders": {"text": text_encoder(tiny_bert)}, "fusion": {"name": "feature"}},
+             tmp_path / "f")
+    feature = TrainedRun.load(tmp_path / "f")
+    both = feature.recommend_new(liked[:2], "space robots. scifi", k=5)
+    assert len(both) == 5 and not set(liked[:2]) & set(both["item"].astype(str))
+    assert len(feature.recommend_new(text="a romance", k=5)) == 5
+
+
 def _without_graph() -> dict:
     from kgflow.testing import TINY_PIPELINE
 

@@ -17,7 +17,8 @@ from pydantic import Field
 from torch import nn
 
 from kgflow.plugin import (Component, ConfigCheck, ConfigIssue, Embeddings, EncoderRecommender,
-                           FusionContext, GraphEncoder, NoParams, Params, Recommender, hookimpl)
+                           FusionContext, GraphEncoder, NoParams, Params, Recommender, fold_in,
+                           hookimpl, typical_user_norm)
 
 ROLES = {"none": {"graph"}, "content": {"text"}, "feature": {"graph", "text"}}  # encoder roles used
 
@@ -40,6 +41,23 @@ class ContentRecommender(Recommender):
     def forward(self) -> Embeddings:
         return Embeddings(nn.functional.normalize(self.text.user, dim=-1),
                           nn.functional.normalize(self.text.item, dim=-1))
+
+    def new_user(self, emb: Embeddings, items: torch.Tensor, text: str | None = None) -> torch.Tensor:
+        """Exactly how the model sees a trained user: the mean text embedding of the liked
+        items, and/or the profile text's embedding (both given: the two directions averaged)."""
+        return text_direction(self.text, items, text)
+
+
+def text_direction(text_features: nn.Module, items: torch.Tensor, text: str | None) -> torch.Tensor:
+    """A unit vector in the text space from liked items' texts and/or a profile text."""
+    parts = []
+    if items.numel():
+        parts.append(nn.functional.normalize(text_features.item.index_select(0, items).mean(0), dim=0))
+    if text is not None:
+        parts.append(nn.functional.normalize(text_features.encode_texts([text])[0], dim=0))
+    if not parts:
+        raise ValueError("a new user needs liked items or a profile text")
+    return nn.functional.normalize(torch.stack(parts).mean(0), dim=0)
 
 
 def build_content(params: NoParams, ctx: FusionContext) -> ContentRecommender:
@@ -83,6 +101,20 @@ class FeatureFusion(EncoderRecommender):
             return Embeddings(nn.functional.normalize(emb.user, dim=-1) * scale,
                               nn.functional.normalize(emb.item, dim=-1) * scale)
         return emb
+
+    def new_user(self, emb: Embeddings, items: torch.Tensor, text: str | None = None) -> torch.Tensor:
+        """From a profile text: the projected text as the layer-0 input of a user without
+        interactions (for LightGCN, whose isolated nodes keep only layer 0, this is the user's
+        exact direction). From liked items: folded in (:func:`fold_in`), starting from the text
+        direction when both are given."""
+        if text is None:
+            return fold_in(emb, items)
+        vector = self.project(text_direction(self.text, items[:0], text))
+        if self.params.score == "cosine":
+            vector = nn.functional.normalize(vector, dim=0) * self.params.temperature ** -0.5
+        else:
+            vector = nn.functional.normalize(vector, dim=0) * typical_user_norm(emb)
+        return fold_in(emb, items, start=vector) if items.numel() else vector
 
     def regularization(self, users, pos, neg):
         if not self.params.use_id:

@@ -90,7 +90,9 @@ def model_identity(model: str) -> str:
 def encode(texts: list[str], model: str, pooling: str, max_length: int, batch_size: int,
            normalize: bool, progress: bool = True) -> torch.Tensor:
     from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # its weight-loading bar would interleave with our output
     try:
         tokenizer = AutoTokenizer.from_pretrained(model)
         lm = AutoModel.from_pretrained(model)
@@ -136,12 +138,23 @@ def cached_encode(texts: list[str], params: TextParams, home: Path) -> torch.Ten
 class TextFeatures(nn.Module):
     """Frozen language-model embeddings of every item and user (buffers, no parameters)."""
 
-    def __init__(self, item: torch.Tensor, user: torch.Tensor, empty_items: int) -> None:
+    def __init__(self, item: torch.Tensor, user: torch.Tensor, empty_items: int,
+                 params: TextParams | None = None) -> None:
         super().__init__()
         self.register_buffer("item", item)
         self.register_buffer("user", user)
         self.dim = item.shape[1]
         self.empty_items = empty_items
+        self.params = params
+
+    def encode_texts(self, texts: list[str]) -> torch.Tensor:
+        """Embed new texts (a new user's profile) exactly as the item and user texts were."""
+        if self.params is None:
+            raise TypeError("these text features were built without their encoder settings")
+        p = self.params
+        vectors = encode(texts, resolve_model(p.model), p.pooling, p.max_length, p.batch_size,
+                         p.normalize, progress=False)
+        return vectors.to(self.item.device, self.item.dtype)
 
 
 def mean_of_items(item: torch.Tensor, users: np.ndarray, items: np.ndarray, n_users: int) -> torch.Tensor:
@@ -167,4 +180,4 @@ def build_text(params: TextParams, ctx: EncoderContext) -> TextFeatures:
         user = mean_of_items(item, split.train.user, split.train.item, split.n_users)
         if params.normalize:
             user = torch.nn.functional.normalize(user, dim=-1)
-    return TextFeatures(item, user, empty)
+    return TextFeatures(item, user, empty, params)
