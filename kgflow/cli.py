@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -311,7 +312,8 @@ def recommend(run_dir: str, users: tuple[str, ...], liked: tuple[str, ...], prof
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
-@click.option("--what", type=click.Choice(["topk", "embeddings"]), required=True)
+@click.option("--what", required=True, help="topk, embeddings, or an export the run's model "
+              "offers (text-model: a jointly trained language model with its adapter merged).")
 @click.option("--k", "k", default=50, show_default=True, help="topk: items per user.")
 @click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True)
 @click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
@@ -319,11 +321,27 @@ def recommend(run_dir: str, users: tuple[str, ...], liked: tuple[str, ...], prof
               "without --overwrite.")
 @click.option("--overwrite", is_flag=True)
 def export(run_dir: str, what: str, k: int, fmt: str, out: str | None, overwrite: bool) -> None:
-    """Export a finished run's top-k lists (every user; training items skipped, as in evaluation)
-    or its user and item embeddings, with the original ids."""
+    """Export a finished run's top-k lists (every user; training items skipped, as in evaluation),
+    its user and item embeddings with the original ids, or what its model offers (text-model)."""
     from kgflow.inference import TrainedRun
 
     run = TrainedRun.load(run_dir)
+    extra = run.model.exports()
+    if what not in ("topk", "embeddings", *extra):
+        raise click.BadParameter(f"{what!r}; this run offers: {', '.join(['topk', 'embeddings', *extra])}",
+                                 param_hint="--what")
+    if what in extra:  # a folder the model writes itself
+        folder = Path(out) if out else Path(run_dir) / "exports" / what
+        if folder.exists() and not overwrite:
+            raise KgflowError(f"{folder} exists; pass --overwrite to replace it")
+        tmp = folder.with_name(f".{folder.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        extra[what](tmp)
+        if folder.exists():
+            shutil.rmtree(folder)
+        tmp.replace(folder)
+        click.echo(f"wrote {folder}")
+        return
     target = Path(out) if out else Path(run_dir) / "exports" / f"{what}.{fmt}"
     if target.exists() and not overwrite:
         raise KgflowError(f"{target} exists; pass --overwrite to replace it")

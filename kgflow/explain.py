@@ -190,7 +190,7 @@ def faithfulness(run: TrainedRun, sample: int = 30, k: int = 10, seed: int = 0,
         reduced = replace(split, train=split.train.subset(keep))
         prepared = Prepared(run.prepared.data, reduced)  # type: ignore[attr-defined]
         graph = build_graph(run.loaded, prepared, registry)
-        model = build_recommender(run.loaded, prepared, graph, registry)
+        model = build_recommender(run.loaded, prepared, graph, registry, training=False)
         own = model.state_dict()
         model.load_state_dict({k: v for k, v in state.items() if k in own and own[k].shape == v.shape},
                               strict=False)

@@ -68,7 +68,7 @@ class TrainedRun:
             raise RunDirError(f"{path}: the data now gives split {fingerprint}, the run was trained on "
                               f"{metrics.get('data_fingerprint')}; the dataset files have changed")
         graph = build_graph(loaded, prepared, registry)
-        model = build_recommender(loaded, prepared, graph, registry)
+        model = build_recommender(loaded, prepared, graph, registry, training=False)
         if checkpoint.is_file():
             state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
             own = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}

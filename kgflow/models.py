@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass
-from typing import Iterator, Literal
+from pathlib import Path
+from typing import Callable, Iterator, Literal
 
 import torch
 from torch import nn
@@ -131,6 +132,34 @@ class Recommender(nn.Module):
 
     def extra_loss(self, emb: Embeddings, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
         return None
+
+    def train_forward(self, batch: dict[str, torch.Tensor]) -> Embeddings:
+        """``forward()`` for a training batch. Models that can afford gradients for only part of
+        the model per batch (a language model encoding just the batch's items) override it."""
+        return self()
+
+    def after_train_batch(self, step: int) -> None:
+        """Called after each training batch's optimizer step, gradients still present
+        (AdaLoRA's rank allocation runs here)."""
+
+    def after_train_epoch(self) -> None:
+        """Called without gradients after each epoch's last training batch, before validation
+        (a fusion refreshes cached language-model embeddings here)."""
+
+    def save_artifacts(self, folder: Path) -> list[Path]:
+        """Write what a user may want beside the checkpoint (adapter weights, a fine-tuned model)
+        into ``folder`` after training, with the best weights loaded; returns what it wrote."""
+        return []
+
+    def extra_metrics(self) -> dict:
+        """Entries added to the run's ``metrics.json`` after testing (a distilled model adds its
+        teacher's metrics and both inference costs); keys must not clash with the core's."""
+        return {}
+
+    def exports(self) -> dict[str, Callable[[Path], Path]]:
+        """Extra things ``kgflow export RUN --what NAME`` can write, by name (e.g. ``text-model``:
+        the fine-tuned language model with its adapter merged)."""
+        return {}
 
     def new_user(self, emb: Embeddings, items: torch.Tensor, text: str | None = None) -> torch.Tensor:
         """A vector in ``emb.user``'s space for someone the model was not trained on, from a few

@@ -78,6 +78,7 @@ class FusionContext:
     data: RecData
     seed: int
     extra: dict[str, Any] = field(default_factory=dict)
+    training: bool = True  # False when a finished run is rebuilt to serve: skip training-only inputs
 
 
 @dataclass

@@ -245,7 +245,12 @@ def validate_located(located: Located, source: str, registry: Registry | None = 
     issues += _trainer_issues(config.trainer, located)
     if not issues:
         for check in registry.checks:
-            issues += check.check(config, registry) or []
+            for issue in check.check(config, registry) or []:
+                if issue.file is None and issue.path:  # point at the line the dotted path names
+                    keys = tuple(int(k) if k.isdigit() else k for k in issue.path.split("."))
+                    issue.file, issue.line = located.where(keys)
+                    issue.file = issue.file or source
+                issues.append(issue)
     if issues:
         raise ConfigError(issues, source)
     return LoadedPipeline(config, located, source, tuple(overrides))

@@ -65,7 +65,9 @@ def build_graph(loaded: LoadedPipeline, prepared: Prepared, registry: Registry) 
 
 
 def build_recommender(loaded: LoadedPipeline, prepared: Prepared, graph: GraphBundle,
-                      registry: Registry) -> Recommender:
+                      registry: Registry, training: bool = True) -> Recommender:
+    """The pipeline's encoders and fusion; ``training=False`` rebuilds a finished run to serve
+    (fusions then skip training-only inputs such as a distillation teacher)."""
     cfg = loaded.config
     encoders = {}
     for role, ref in cfg.encoders.items():
@@ -74,7 +76,7 @@ def build_recommender(loaded: LoadedPipeline, prepared: Prepared, graph: GraphBu
                                                                  prepared.data, cfg.seed))
     fusion = registry.get("fusion", cfg.fusion.name)
     model = fusion.factory(cfg.fusion.parsed, FusionContext(encoders, graph, prepared.split,
-                                                            prepared.data, cfg.seed))
+                                                            prepared.data, cfg.seed, training=training))
     if not isinstance(model, Recommender):
         raise KgflowError(f"fusion {fusion.name!r} ({fusion.package}) returned "
                           f"{type(model).__name__}, not a kgflow Recommender")
@@ -82,9 +84,17 @@ def build_recommender(loaded: LoadedPipeline, prepared: Prepared, graph: GraphBu
 
 
 def count_parameters(model: Any) -> dict[str, int]:
+    """Total and trainable parameters, and the trainable ones per part of the model (its top-level
+    modules: encoder, text, project, ...), so a report shows what actually trains."""
     params = list(model.parameters())
+    parts: dict[str, int] = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            part = name.split(".")[0]
+            parts[part] = parts.get(part, 0) + p.numel()
     return {"total": sum(p.numel() for p in params),
-            "trainable": sum(p.numel() for p in params if p.requires_grad)}
+            "trainable": sum(p.numel() for p in params if p.requires_grad),
+            "trainable_by_part": parts}
 
 
 def _quiet_lightning() -> None:
@@ -162,6 +172,9 @@ def run_pipeline(loaded: LoadedPipeline, out: str | Path | None = None, *, overw
         train_epochs = list(module.timing["train_epoch"])
         trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)
         trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)
+        artifacts = [str(p.relative_to(run.path)) for p in model.save_artifacts(run.path / "artifacts")]
+        for artifact in artifacts:
+            echo(f"saved {run.path / artifact}")
         evals = module.timing["eval"]
         result = {
             "valid": module.results.get("valid", {}),
@@ -176,10 +189,12 @@ def run_pipeline(loaded: LoadedPipeline, out: str | Path | None = None, *, overw
                 "peak_rss_mb": environment.peak_rss_mb(),
             },
             "parameters": parameters,
+            "artifacts": artifacts,
             "split": split.stats(),
             "data_fingerprint": fingerprint,
             "accelerator": str(trainer.accelerator.__class__.__name__).replace("Accelerator", "").lower(),
         }
+        result.update(model.extra_metrics())
         atomic_write_json(run.path / "metrics.json", result)
         write_per_user(run.path / "test_per_user.csv", module.evaluators["test"].per_user(), split)
         atomic_write_text(run.path / "report.md", render_report(loaded, result, graph))
@@ -286,6 +301,9 @@ def render_report(loaded: LoadedPipeline, result: dict[str, Any], graph: GraphBu
               f"- seconds per training epoch: {t['seconds_per_epoch']:.3f}",
               f"- seconds per full-ranking evaluation: {t['eval_seconds']:.3f}",
               f"- peak memory: {t['peak_rss_mb']:.0f} MB",
-              f"- parameters: {result['parameters']['trainable']:,} trainable", "",
+              f"- parameters: {result['parameters']['trainable']:,} trainable of "
+              f"{result['parameters']['total']:,} ("
+              + ", ".join(f"{k} {v:,}" for k, v in result["parameters"].get("trainable_by_part", {}).items())
+              + ")", "",
               "## graph", ""] + [f"- {line}" for line in graph.report.lines()]
     return "\n".join(lines) + "\n"

@@ -48,7 +48,7 @@ class RecModule(L.LightningModule):
             self._aux_sum = self._aux_sum + loss.detach()
             self._aux_count += 1
             return loss
-        emb = self.model()
+        emb = self.model.train_forward(batch)
         users, pos, neg = batch["user"], batch["pos"], batch["neg"]
         pos_scores = self.model.score(emb, users, pos)
         neg_scores = self.model.score(emb, users, neg)
@@ -86,6 +86,11 @@ class RecModule(L.LightningModule):
                 for module in self.model.modules():
                     if isinstance(module, GraphEncoder):
                         module.after_train_epoch()
+                self.model.after_train_epoch()
+
+    def on_train_batch_end(self, outputs, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        if "objective" not in batch:
+            self.model.after_train_batch(self.global_step)
 
     def on_train_epoch_end(self) -> None:
         self._close_train_epoch()

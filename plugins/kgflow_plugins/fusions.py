@@ -10,7 +10,8 @@
 """
 from __future__ import annotations
 
-from typing import Literal, Optional
+from pathlib import Path
+from typing import Callable, Literal, Optional
 
 import torch
 from pydantic import Field
@@ -19,8 +20,10 @@ from torch import nn
 from kgflow.plugin import (Component, ConfigCheck, ConfigIssue, Embeddings, EncoderRecommender,
                            FusionContext, GraphEncoder, NoParams, Params, Recommender, fold_in,
                            hookimpl, typical_user_norm)
+from kgflow_plugins.text import TrainableText, UserMeans
 
-ROLES = {"none": {"graph"}, "content": {"text"}, "feature": {"graph", "text"}}  # encoder roles used
+ROLES = {"none": {"graph"}, "content": {"text"}, "feature": {"graph", "text"},
+         "joint": {"graph", "text"}, "distill": {"graph"}}  # encoder roles each fusion uses
 
 
 def build_none(params: NoParams, ctx: FusionContext) -> EncoderRecommender:
@@ -89,8 +92,12 @@ class FeatureFusion(EncoderRecommender):
         self.register_buffer("warm", warm_items.float().unsqueeze(1))
 
     def forward(self) -> Embeddings:
-        user0 = self.project(self.text.user)
-        item0 = self.project(self.text.item)
+        return self.fuse(self.text.user, self.text.item)
+
+    def fuse(self, user_text: torch.Tensor, item_text: torch.Tensor) -> Embeddings:
+        """The graph encoder run on projected text (plus ID) inputs."""
+        user0 = self.project(user_text)
+        item0 = self.project(item_text)
         if self.params.use_id:
             id_user, id_item = self.encoder.input_embeddings()
             user0 = user0 + id_user
@@ -131,6 +138,129 @@ def build_feature(params: FeatureParams, ctx: FusionContext) -> FeatureFusion:
     return FeatureFusion(graph, ctx.encoders["text"], warm, params)
 
 
+class JointParams(FeatureParams):
+    grad_items: int = Field(256, ge=1, description="items of a batch encoded with gradients through "
+                            "the language model (a random subset of the batch's items); the rest "
+                            "come from the cache")
+    refresh_every: int = Field(1, ge=1, description="re-encode every item (the cache) every N "
+                               "epochs, and always before the final evaluation")
+
+
+class JointFusion(FeatureFusion):
+    """Feature fusion whose language model trains too (adapter, top layers or all of it), end to
+    end through the ranking loss.
+
+    Encoding every item with gradients each step is what makes joint training impractical on a
+    CPU; here a batch encodes at most ``grad_items`` of its own items with gradients and takes every
+    other item from a cache of embeddings, re-encoded without gradients every ``refresh_every``
+    epochs. Users who are the mean of their items follow the fresh item vectors through one sparse
+    product, so their gradients reach the language model too.
+    """
+
+    def __init__(self, graph: GraphEncoder, text: TrainableText, warm_items: torch.Tensor,
+                 params: JointParams, user_means: UserMeans) -> None:
+        super().__init__(graph, text, warm_items, params)
+        self.user_means = user_means
+        self.epochs = 0
+
+    def train_forward(self, batch: dict[str, torch.Tensor]) -> Embeddings:
+        items = torch.unique(torch.cat([batch["pos"].reshape(-1), batch["neg"].reshape(-1)]))
+        if len(items) > self.params.grad_items:
+            items = items[torch.randperm(len(items), device=items.device)[:self.params.grad_items]]
+        fresh = self.text.embed_items(items).to(self.text.item.dtype)  # autocast may give bf16
+        item_text = self.text.item.index_copy(0, items, fresh)
+        user_text = self.user_means(item_text) if self.text.mean_users else self.text.user
+        return self.fuse(user_text, item_text)
+
+    def after_train_batch(self, step: int) -> None:
+        lm = self.text.lm
+        if self.text.params.adapter is not None and self.text.params.adapter.method == "adalora":
+            lm.base_model.update_and_allocate(step)
+
+    def after_train_epoch(self) -> None:
+        self.epochs += 1
+        if self.epochs % self.params.refresh_every == 0:
+            self.text.refresh(self.user_means)
+
+    def save_artifacts(self, folder: Path) -> list[Path]:
+        folder.mkdir(parents=True, exist_ok=True)
+        return [self.text.save(folder)]
+
+    def exports(self) -> dict[str, Callable[[Path], Path]]:
+        return {"text-model": self.text.save_merged}
+
+
+def build_joint(params: JointParams, ctx: FusionContext) -> JointFusion:
+    graph, text = ctx.encoders["graph"], ctx.encoders["text"]
+    if not isinstance(graph, GraphEncoder):
+        raise TypeError("fusion 'joint' needs a graph encoder under encoders.graph")
+    if not isinstance(text, TrainableText):
+        raise TypeError("fusion 'joint' trains the language model: give encoders.text an adapter "
+                        "(adapter: {method: lora, ...}) or freeze: full | top_layers")
+    split = ctx.split
+    warm = torch.zeros(split.n_items, dtype=torch.bool)
+    warm[torch.from_numpy(split.train.item)] = True
+    means = UserMeans(split.train.user, split.train.item, split.n_users, split.n_items,
+                      text.params.normalize)
+    return JointFusion(graph, text, warm, params, means)
+
+
+def check_text_training(config, registry) -> list[ConfigIssue]:
+    """Only ``joint`` trains a language model; an adapter anywhere else would silently not train."""
+    ref = config.encoders.get("text")
+    if ref is None:
+        return []
+    fusion = registry.get("fusion", config.fusion.name).name
+    params = ref.parsed
+    trains = getattr(params, "trains", False)
+    if trains and fusion != "joint":
+        return [ConfigIssue(f"the text encoder trains (adapter or freeze: {params.freeze}) but fusion "
+                            f"{fusion!r} uses frozen embeddings", path="fusion",
+                            hint="use fusion: joint, or remove the adapter / set freeze: frozen")]
+    if fusion == "joint" and not trains:
+        return [ConfigIssue("fusion 'joint' trains the language model, but encoders.text is frozen",
+                            path="encoders.text.params",
+                            hint="add adapter: {method: lora, r: 8, target_modules: [query, value]} "
+                            "or freeze: full | top_layers")]
+    return []
+
+
+def check_adapter_targets(config, registry) -> list[ConfigIssue]:
+    """``target_modules`` must name modules of the chosen model (read from its config only)."""
+    from kgflow_plugins.adapters import missing_targets, module_names, skeleton
+    from kgflow_plugins.text import resolve_model
+
+    issues = []
+    for role, ref in config.encoders.items():
+        params = ref.parsed
+        adapter = getattr(params, "adapter", None)
+        if adapter is None:
+            continue
+        path = f"encoders.{role}.params.adapter"
+        try:
+            model = skeleton(resolve_model(params.model))
+        except Exception as exc:  # not a model transformers can read: reported with the path
+            issues.append(ConfigIssue(f"cannot read the text model {params.model!r} to check the "
+                                      f"adapter: {str(exc).splitlines()[0]}", path=f"encoders.{role}.params.model"))
+            continue
+        if adapter.target_modules:
+            missing = missing_targets(adapter.target_modules, model)
+            if missing:
+                issues.append(ConfigIssue(f"target_modules {missing} are not modules of "
+                                          f"{params.model!r}", path=path + ".target_modules",
+                                          hint=f"its modules: {', '.join(module_names(model))}"))
+                continue
+        try:
+            from peft import get_peft_model
+
+            get_peft_model(model, adapter.peft_config())
+        except (ValueError, TypeError, KeyError) as exc:
+            issues.append(ConfigIssue(f"peft cannot apply {adapter.method} to {params.model!r}: "
+                                      f"{str(exc).splitlines()[0]}", path=path,
+                                      hint=f"its modules: {', '.join(module_names(model))}"))
+    return issues
+
+
 def check_roles(config, registry) -> list[ConfigIssue]:
     """Each fusion needs its encoder roles, and no others."""
     name = registry.get("fusion", config.fusion.name).name  # aliases resolve to the canonical name
@@ -158,9 +288,16 @@ def kgflow_components() -> list[Component]:
                   "text only: cosine between the user's and the item's text embeddings (encoders.text)"),
         Component("fusion", "feature", build_feature, FeatureParams,
                   "LM embeddings as the graph encoder's input features (encoders.graph + encoders.text)"),
+        Component("fusion", "joint", build_joint, JointParams,
+                  "feature fusion with the language model (adapter or top layers) trained end to end "
+                  "through the ranking loss"),
     ]
 
 
 @hookimpl
 def kgflow_config_checks() -> list[ConfigCheck]:
-    return [ConfigCheck("fusion-roles", check_roles, "each fusion gets exactly the encoder roles it uses")]
+    return [ConfigCheck("fusion-roles", check_roles, "each fusion gets exactly the encoder roles it uses"),
+            ConfigCheck("text-training", check_text_training,
+                        "a text encoder that trains goes with fusion joint, and joint with one that trains"),
+            ConfigCheck("adapter-targets", check_adapter_targets,
+                        "an adapter's target_modules exist in the chosen language model")]

