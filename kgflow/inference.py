@@ -70,9 +70,7 @@ class TrainedRun:
         graph = build_graph(loaded, prepared, registry)
         model = build_recommender(loaded, prepared, graph, registry, training=False)
         if checkpoint.is_file():
-            state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
-            own = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
-            model.load_state_dict(own)
+            model.load_state_dict(model_state(checkpoint))
         elif metrics.get("parameters", {}).get("trainable"):
             raise RunDirError(f"{path}: checkpoints/best.ckpt is missing")
         model.eval()
@@ -171,6 +169,32 @@ class TrainedRun:
         items = pd.DataFrame(emb.item.float().numpy(), index=pd.Index(self.split.item_ids, name="item"))
         users.columns = items.columns = [f"e{i}" for i in range(users.shape[1])]
         return users, items
+
+
+def model_state(checkpoint: Path) -> dict[str, torch.Tensor]:
+    """The recommender's own state dict from a kgflow Lightning checkpoint."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    return {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+
+
+def warm_start(model: torch.nn.Module, run_dir: str | Path, fingerprint: str) -> tuple[int, int]:
+    """Copy a finished run's best weights into ``model`` wherever name and shape agree; returns
+    (tensors copied, trainable tensors the run did not have, which start fresh). Refuses a run on another split:
+    its weights have seen interactions that this split may hold out for testing."""
+    path = Path(run_dir)
+    metrics_file, checkpoint = path / "metrics.json", path / "checkpoints" / "best.ckpt"
+    if not metrics_file.is_file() or not checkpoint.is_file():
+        raise RunDirError(f"train.init_from: {path} is not a finished kgflow run with a best checkpoint")
+    theirs = json.loads(metrics_file.read_text()).get("data_fingerprint")
+    if theirs != fingerprint:
+        raise RunDirError(f"train.init_from: {path} was trained on split {theirs}, this run's split is "
+                          f"{fingerprint}; its weights have seen data this split may test on")
+    source = model_state(checkpoint)
+    own = model.state_dict()
+    usable = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(usable, strict=False)
+    fresh = [name for name, p in model.named_parameters() if p.requires_grad and name not in usable]
+    return len(usable), len(fresh)
 
 
 def _positions(known: np.ndarray, wanted: list[str], what: str) -> np.ndarray:

@@ -105,14 +105,40 @@ def test_validate_checks_target_modules_without_training(tiny_bert, write, invok
     assert "p.yaml:" in result.output  # located in the file
 
 
-def test_distill_student_serves_without_the_teacher(tiny_bert, tmp_path, invoke):
-    from kgflow.inference import TrainedRun
-
-    teacher = tmp_path / "teacher"
+def _feature_run(tiny_bert, out):
     run_fast({"encoders": {"graph": {"name": "lightgcn", "params": {"dim": 16}},
                            "text": {"name": "text", "params": {"model": str(tiny_bert),
                                                                "item_template": "{title}. {genre}"}}},
-              "fusion": "feature", "train": {"epochs": 3}}, teacher)
+              "fusion": "feature", "train": {"epochs": 3}}, out)
+    return out
+
+
+def test_joint_warm_starts_from_a_feature_run(tiny_bert, tmp_path, capsys):
+    from kgflow.errors import RunDirError
+    from kgflow.runs.runner import run_pipeline
+    from kgflow.config.validate import validate_located
+    from kgflow.testing import pipeline
+
+    feature = _feature_run(tiny_bert, tmp_path / "feature")
+    overrides = joint(tiny_bert, LORA)
+    overrides["train"]["init_from"] = str(feature)
+    lines = []
+    loaded = validate_located(pipeline(overrides), "<test>")
+    run_pipeline(loaded, tmp_path / "warm", overwrite=True, progress=False, echo=lines.append)
+    note = next(line for line in lines if line.startswith("init_from"))
+    # LoRA A and B of query and value in 2 layers are the only new tensors
+    assert note.endswith("tensors copied, 8 trainable tensors start fresh"), note
+    other = tmp_path / "other"
+    run_fast({"seed": 7, "train": {"epochs": 1}}, other)
+    overrides["train"]["init_from"] = str(other)
+    with pytest.raises(RunDirError, match="was trained on split"):
+        run_fast(overrides, tmp_path / "warm2")
+
+
+def test_distill_student_serves_without_the_teacher(tiny_bert, tmp_path, invoke):
+    from kgflow.inference import TrainedRun
+
+    teacher = _feature_run(tiny_bert, tmp_path / "teacher")
     student = {"encoders": {"graph": {"name": "mf", "params": {"dim": 8}}},
                "fusion": {"name": "distill", "params": {"teacher": str(teacher), "top_n": 5}},
                "train": {"epochs": 3}}

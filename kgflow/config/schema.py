@@ -114,6 +114,9 @@ class TrainConfig(Strict):
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     weight_decay: float = Field(0.0, ge=0)
     eval_every: int = Field(1, ge=1, description="validate every N epochs")
+    init_from: Optional[str] = Field(
+        None, description="warm start: a finished run directory on the same split whose best weights "
+        "initialise every parameter with the same name and shape (the rest keep their own init)")
     early_stopping: Optional[EarlyStopping] = Field(default_factory=EarlyStopping,
                                                     description="null trains all epochs, keeping the best")
 

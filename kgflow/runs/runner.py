@@ -157,6 +157,12 @@ def run_pipeline(loaded: LoadedPipeline, out: str | Path | None = None, *, overw
                           environment.describe(cfg.seed, fingerprint, plugins))
 
         model = build_recommender(loaded, prepared, graph, registry)
+        if cfg.train.init_from and not resume:
+            from kgflow.inference import warm_start
+
+            copied, fresh = warm_start(model, cfg.train.init_from, fingerprint)
+            echo(f"init_from {cfg.train.init_from}: {copied} tensors copied, {fresh} trainable "
+                 "tensors start fresh")
         trainer, module, datamodule, checkpoint = build_training(loaded, split, model, run,
                                                                  registry, progress, graph)
         environment.release_memory()
