@@ -49,6 +49,15 @@ def paired_test(a: pd.Series, b: pd.Series) -> tuple[float, float, int]:
     return mean, math.erfc(abs(z) / math.sqrt(2)), n
 
 
+def ms_per_user(metrics: dict) -> str:
+    """Inference cost: seconds of one full-ranking evaluation over the users it ranked, in ms."""
+    seconds = metrics.get("timing", {}).get("eval_seconds")
+    users = metrics.get("valid", {}).get("all", {}).get("users")
+    if not seconds or not users:
+        return "—"
+    return f"{1000 * seconds / users:.3f}"
+
+
 def compare(paths: list[str | Path], metric: str = "ndcg@10", allow_different_splits: bool = False
             ) -> tuple[list[str], list[list[str]], list[str]]:
     """The comparison table (header, rows) and notes."""
@@ -61,7 +70,7 @@ def compare(paths: list[str | Path], metric: str = "ndcg@10", allow_different_sp
                           "and seed), or pass --allow-different-splits to see them anyway")
     groups = sorted({g for r in runs for g in r.metrics.get("test", {})}, key=lambda g: (g != "all", g))
     header = ["run"] + [f"{metric} {g}" for g in groups] + [
-        f"Δ vs {runs[0].name} (p)", "s/epoch", "peak MB", "params", "best epoch"]
+        f"Δ vs {runs[0].name} (p)", "s/epoch", "peak MB", "params", "ms/user", "best epoch"]
     rows, notes = [], []
     base = runs[0].per_user.set_index("user")[metric] if runs[0].per_user is not None else None
     for i, run in enumerate(runs):
@@ -80,7 +89,8 @@ def compare(paths: list[str | Path], metric: str = "ndcg@10", allow_different_sp
         cells += [f"{timing.get('seconds_per_epoch', float('nan')):.3f}",
                   f"{timing.get('peak_rss_mb', float('nan')):.0f}",
                   f"{run.metrics.get('parameters', {}).get('trainable', 0):,}",
-                  str(run.metrics.get("best_epoch"))]
+                  ms_per_user(run.metrics), str(run.metrics.get("best_epoch"))]
         rows.append(cells)
-    notes.append(f"* p < 0.05, paired t-test over test users on {metric} (group all)")
+    notes.append(f"* p < 0.05, paired t-test over test users on {metric} (group all); ms/user: "
+                 "inference, the full-ranking evaluation's time per evaluated user (every item scored)")
     return header, rows, notes

@@ -166,3 +166,27 @@ def test_distill_student_serves_without_the_teacher(tiny_bert, tmp_path, invoke)
     del student["fusion"]["params"]["teacher"]
     text = _errors(None, tmp_path, student)
     assert "teacher" in text and "fusion.params" in text
+
+
+def test_lm_only_classifier_is_ranked_like_any_model(tiny_bert, tmp_path):
+    from kgflow.inference import TrainedRun
+    from kgflow.testing import TINY_PIPELINE
+
+    base = json.loads(json.dumps(TINY_PIPELINE))
+    base.pop("encoders")
+    text = {"model": str(tiny_bert), "item_template": "{title}. {genre}", "adapter": LORA}
+    overrides = {"encoders": {"text": {"name": "text", "params": text}},
+                 "fusion": {"name": "lm_only", "params": {"history": 3}},
+                 "objective": {"loss": "bce"},
+                 "train": {"epochs": 2, "batch_size": 64,
+                           "early_stopping": {"metric": "auc", "patience": 5}},
+                 "eval": {"metrics": ["auc", "ndcg"], "max_users": 6},
+                 "trainer": {"limit_train_batches": 2}}
+    out = tmp_path / "lm"
+    metrics = run_fast(overrides, out, base=base)
+    test = metrics["test"]["all"]
+    assert 0 <= test["auc"] <= 1 and "ndcg@10" in test and test["users"] == 6
+    assert set(metrics["parameters"]["trainable_by_part"]) == {"text", "head"}
+    assert (out / "artifacts" / "adapter" / "adapter_config.json").is_file()
+    run = TrainedRun.load(out)
+    assert len(run.recommend([str(run.split.user_ids[0])], k=4)) == 4

@@ -89,3 +89,21 @@ def test_cold_group_ranks_cold_items_among_themselves():
     res = ev.result()
     assert res["all"]["hit@1"] == 0.0 and res["cold_items"]["hit@1"] == 1.0
     assert "warm_items" not in res  # the user has no warm test item
+
+
+def test_auc_against_hand_values():
+    import torch
+
+    from kgflow_plugins.metrics import auc
+
+    inf = float("-inf")
+    scores = torch.tensor([[0.9, 0.1, 0.5, inf, 0.3],     # masked item 3 is not a candidate
+                           [1.0, 1.0, 0.0, 0.5, inf],
+                           [0.0, 0.2, 0.4, 0.6, 0.8]])
+    truth = torch.tensor([[True, False, True, False, False],
+                          [True, False, False, False, False],
+                          [True, True, False, False, False]])
+    # row 0: positives 0.9, 0.5 beat both negatives 0.1, 0.3 -> 4/4
+    # row 1: positive 1.0 ties one negative (half), beats 0.0 and 0.5 -> 2.5/3
+    # row 2: positives are the two lowest of five -> 0/6
+    assert auc(scores, truth).tolist() == pytest.approx([1.0, 2.5 / 3, 0.0])

@@ -123,8 +123,13 @@ class TrainConfig(Strict):
 
 class EvalConfig(Strict):
     ks: list[int] = Field(default_factory=lambda: [10, 20])
-    metrics: list[str] = Field(default_factory=lambda: ["recall", "ndcg", "hit", "mrr", "precision", "map"])
+    metrics: list[str] = Field(default_factory=lambda: ["recall", "ndcg", "hit", "mrr", "precision", "map"],
+                               description="metric names (`kgflow plugins`); each is computed at every "
+                               "k, except whole-ranking ones such as auc")
     batch_users: int = Field(4096, ge=1, description="users scored at once (bounds memory)")
+    max_users: Optional[int] = Field(
+        None, ge=1, description="evaluate a fixed random sample of this many users (seeded by the "
+        "pipeline seed) instead of all: for models whose full ranking is expensive (lm_only)")
 
     @field_validator("ks")
     @classmethod

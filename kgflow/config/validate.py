@@ -185,7 +185,8 @@ def resolve_components(config: PipelineConfig, located: Located,
                                       file=file, line=line))
     stop = config.train.early_stopping
     if stop is not None:
-        valid = [f"{m}@{k}" for m in config.eval.metrics for k in config.eval.ks]
+        valid = [f"{m}@{k}" for m in config.eval.metrics for k in config.eval.ks] + [
+            m for m in config.eval.metrics if _whole_ranking(registry, m)]
         if stop.metric not in valid:
             path = ("train", "early_stopping", "metric")
             file, line = located.where(path)
@@ -224,6 +225,17 @@ def _capability_issues(config: PipelineConfig, located: Located,
                 path=format_path(path), file=file, line=line,
                 hint=f"builders that provide it: {', '.join(offer)}" if offer else None))
     return issues
+
+
+def _whole_ranking(registry: Registry, name: str) -> bool:
+    """Whether a metric is computed once over the whole ranking (auc) rather than at each k."""
+    from kgflow.plugin import MetricContext
+
+    try:
+        comp = registry.get("metric", name)
+        return bool(getattr(comp.factory(comp.params(), MetricContext()), "whole_ranking", False))
+    except Exception:  # unknown metrics are reported on their own
+        return False
 
 
 def validate_located(located: Located, source: str, registry: Registry | None = None,

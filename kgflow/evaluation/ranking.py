@@ -115,6 +115,10 @@ class RankingEvaluator:
             n_pos = n_pos[keep].float()
             bucket = self._values.setdefault(group, {})
             for name, fn in self.metrics.items():
+                if getattr(fn, "whole_ranking", False):  # e.g. AUC: all scores, not a top k
+                    bucket.setdefault(name, []).append(fn(g_scores[keep.to(g_scores.device)].cpu(),
+                                                          g_truth[keep]))
+                    continue
                 for k in self.ks:
                     bucket.setdefault(f"{name}@{k}", []).append(fn(hits[:, :k], n_pos))
             self._users.setdefault(group, []).append(users[keep])

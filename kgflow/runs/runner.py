@@ -247,7 +247,7 @@ def build_training(loaded: LoadedPipeline, split: Split, model: Recommender, run
         comp = registry.get("metric", name)
         metrics[name] = comp.factory(comp.params(), MetricContext())
     datamodule = RecDataModule(split, cfg.train.batch_size, cfg.objective.negatives,
-                               cfg.eval.batch_users, cfg.seed)
+                               cfg.eval.batch_users, cfg.seed, cfg.eval.max_users)
     objectives = build_objectives(loaded, split, model, graph, registry) if graph is not None else []
     datamodule.train_batches.alternating = [(i, o) for i, o in enumerate(objectives)
                                             if o.schedule == "alternate"]

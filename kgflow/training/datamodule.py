@@ -64,7 +64,7 @@ class UserChunks:
 
 class RecDataModule(L.LightningDataModule):
     def __init__(self, split: Split, batch_size: int, negatives: int, eval_batch_users: int,
-                 seed: int) -> None:
+                 seed: int, max_users: int | None = None) -> None:
         super().__init__()
         self.split = split
         users = torch.from_numpy(split.train.user)
@@ -74,6 +74,12 @@ class RecDataModule(L.LightningDataModule):
                                        exclude=torch.from_numpy(split.cold_items))
         self.train_batches = PairBatches(users, items, self.sampler, batch_size, negatives, seed)
         self.tasks = {stage: EvalTask.for_stage(split, stage) for stage in ("valid", "test")}
+        if max_users is not None:  # one fixed, seeded sample per stage
+            for task in self.tasks.values():
+                if len(task.users) > max_users:
+                    gen = torch.Generator().manual_seed(seed)
+                    pick = torch.randperm(len(task.users), generator=gen)[:max_users]
+                    task.users = task.users[pick.sort().values]
         self.eval_batch_users = eval_batch_users
 
     def train_dataloader(self) -> PairBatches:

@@ -10,8 +10,7 @@
 """
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Callable, Literal, Optional
+from typing import Literal, Optional
 
 import torch
 from pydantic import Field
@@ -20,10 +19,11 @@ from torch import nn
 from kgflow.plugin import (Component, ConfigCheck, ConfigIssue, Embeddings, EncoderRecommender,
                            FusionContext, GraphEncoder, NoParams, Params, Recommender, fold_in,
                            hookimpl, typical_user_norm)
-from kgflow_plugins.text import TrainableText, UserMeans
+from kgflow_plugins.text import SavesLanguageModel, TrainableText, UserMeans
 
 ROLES = {"none": {"graph"}, "content": {"text"}, "feature": {"graph", "text"},
-         "joint": {"graph", "text"}, "distill": {"graph"}}  # encoder roles each fusion uses
+         "joint": {"graph", "text"}, "distill": {"graph"}, "lm_only": {"text"}}  # encoder roles used
+TRAINS_LM = {"joint", "lm_only"}  # fusions that train the language model
 
 
 def build_none(params: NoParams, ctx: FusionContext) -> EncoderRecommender:
@@ -146,7 +146,7 @@ class JointParams(FeatureParams):
                                "epochs, and always before the final evaluation")
 
 
-class JointFusion(FeatureFusion):
+class JointFusion(SavesLanguageModel, FeatureFusion):
     """Feature fusion whose language model trains too (adapter, top layers or all of it), end to
     end through the ranking loss.
 
@@ -182,13 +182,6 @@ class JointFusion(FeatureFusion):
         if self.epochs % self.params.refresh_every == 0:
             self.text.refresh(self.user_means)
 
-    def save_artifacts(self, folder: Path) -> list[Path]:
-        folder.mkdir(parents=True, exist_ok=True)
-        return [self.text.save(folder)]
-
-    def exports(self) -> dict[str, Callable[[Path], Path]]:
-        return {"text-model": self.text.save_merged}
-
 
 def build_joint(params: JointParams, ctx: FusionContext) -> JointFusion:
     graph, text = ctx.encoders["graph"], ctx.encoders["text"]
@@ -206,19 +199,21 @@ def build_joint(params: JointParams, ctx: FusionContext) -> JointFusion:
 
 
 def check_text_training(config, registry) -> list[ConfigIssue]:
-    """Only ``joint`` trains a language model; an adapter anywhere else would silently not train."""
+    """Only ``joint`` and ``lm_only`` train a language model; an adapter anywhere else would
+    silently not train."""
     ref = config.encoders.get("text")
     if ref is None:
         return []
     fusion = registry.get("fusion", config.fusion.name).name
     params = ref.parsed
     trains = getattr(params, "trains", False)
-    if trains and fusion != "joint":
+    if trains and fusion not in TRAINS_LM:
         return [ConfigIssue(f"the text encoder trains (adapter or freeze: {params.freeze}) but fusion "
                             f"{fusion!r} uses frozen embeddings", path="fusion",
-                            hint="use fusion: joint, or remove the adapter / set freeze: frozen")]
-    if fusion == "joint" and not trains:
-        return [ConfigIssue("fusion 'joint' trains the language model, but encoders.text is frozen",
+                            hint="use fusion: joint (or lm_only), or remove the adapter / set "
+                            "freeze: frozen")]
+    if fusion in TRAINS_LM and not trains:
+        return [ConfigIssue(f"fusion {fusion!r} trains the language model, but encoders.text is frozen",
                             path="encoders.text.params",
                             hint="add adapter: {method: lora, r: 8, target_modules: [query, value]} "
                             "or freeze: full | top_layers")]

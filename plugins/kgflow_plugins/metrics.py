@@ -47,6 +47,35 @@ def average_precision(hits: torch.Tensor, n_pos: torch.Tensor) -> torch.Tensor:
     return (prec_at * hits).sum(1) / torch.clamp(n_pos, max=hits.shape[1])
 
 
+def auc(scores: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """Area under the ROC curve per user: the share of (relevant, irrelevant) candidate pairs the
+    scores order correctly. Whole ranking: ``scores`` [B, n_items] (-inf: not a candidate),
+    ``truth`` [B, n_items] bool; ties count as half."""
+    candidate = torch.isfinite(scores)
+    pos = truth & candidate
+    neg = ~truth & candidate
+    s = scores.double().masked_fill(~candidate, float("-inf"))
+    # average ranks (1 = lowest) among candidates, ties sharing their mean rank
+    order = s.argsort(dim=1, stable=True)
+    ranked = s.gather(1, order)
+    position = torch.arange(1, s.shape[1] + 1, dtype=torch.float64).expand_as(s)
+    first = torch.ones_like(ranked, dtype=torch.bool)
+    first[:, 1:] = ranked[:, 1:] != ranked[:, :-1]
+    group = first.long().cumsum(1)
+    sums = torch.zeros_like(ranked).scatter_add_(1, group - 1, position)
+    counts = torch.zeros_like(ranked).scatter_add_(1, group - 1, torch.ones_like(ranked))
+    mean_rank = (sums / counts.clamp(min=1)).gather(1, group - 1)
+    ranks = torch.empty_like(mean_rank).scatter_(1, order, mean_rank)
+    excluded = (~candidate).sum(1, keepdim=True).double()  # they occupy the lowest ranks
+    n_pos, n_neg = pos.sum(1).double(), neg.sum(1).double()
+    pos_rank_sum = ((ranks - excluded) * pos).sum(1)
+    value = (pos_rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg).clamp(min=1)
+    return value.float()
+
+
+auc.whole_ranking = True  # type: ignore[attr-defined]
+
+
 def _factory(fn):
     def build(params: NoParams, ctx: MetricContext):
         return fn
@@ -57,5 +86,6 @@ def _factory(fn):
 def kgflow_components() -> list[Component]:
     entries = [("recall", recall), ("precision", precision), ("hit", hit), ("mrr", mrr),
                ("ndcg", ndcg), ("map", average_precision)]
+    entries.append(("auc", auc))
     return [Component("metric", name, _factory(fn), NoParams, (fn.__doc__ or "").strip().split("\n")[0])
             for name, fn in entries]

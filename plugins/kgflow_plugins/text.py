@@ -199,6 +199,7 @@ class TrainableText(nn.Module):
         self.lm = lm
         self.tokenizer = tokenizer
         self.params = params
+        self.texts = texts
         self.user_texts = user_texts  # None: users are the mean of their training items' texts
         self.mean_users = user_texts is None
         self.empty_items = empty_items
@@ -268,6 +269,21 @@ class TrainableText(nn.Module):
         lm.save_pretrained(folder)
         self.tokenizer.save_pretrained(folder)
         return folder
+
+
+class SavesLanguageModel:
+    """For recommenders that train a :class:`TrainableText` (``self.text``): its adapter (or model)
+    goes to ``RUN/artifacts/`` after training, and ``kgflow export --what text-model`` writes it
+    merged."""
+
+    text: TrainableText
+
+    def save_artifacts(self, folder: Path) -> list[Path]:
+        folder.mkdir(parents=True, exist_ok=True)
+        return [self.text.save(folder)]
+
+    def exports(self) -> dict:
+        return {"text-model": self.text.save_merged}
 
 
 class UserMeans(nn.Module):
