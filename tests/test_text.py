@@ -119,3 +119,32 @@ def test_feature_fusion_over_a_knowledge_graph(tiny_bert, tmp_path, encoder):
                         "fusion": {"name": "feature", "params": {"use_id": True}},
                         "train": {"epochs": 2}}, tmp_path / "r")
     assert 0 < metrics["test"]["all"]["ndcg@10"] <= 1
+
+
+def test_empty_text_fields_are_counted_reported_and_handled(tiny_bert, tmp_path, monkeypatch, capsys):
+    import kgflow_plugins.datasets.synthetic as synthetic
+
+    original = synthetic.load
+
+    def with_blanks(params, ctx):
+        data = original(params, ctx)
+        items = data.items.copy()
+        items.loc[items.index[:5], "title"] = ""       # five items lose their title
+        items.loc[items.index[:2], "genre"] = None     # two of them their genre too
+        data.items = items
+        return data
+
+    from kgflow.registry import get_registry
+
+    with monkeypatch.context() as patch:
+        patch.setattr(synthetic, "load", with_blanks)
+        get_registry(refresh=True)
+        try:
+            metrics = run_fast({"encoders": {"text": text_encoder(tiny_bert)}, "fusion": "feature"},
+                               tmp_path / "r")
+        finally:
+            patch.undo()
+            get_registry(refresh=True)
+    assert metrics["text"]["empty_fields"] == {"title": 5, "genre": 2, "all": 2}
+    assert "2 of" in capsys.readouterr().err
+    assert metrics["test"]["all"]["ndcg@10"] > 0  # the run still trains and ranks every item

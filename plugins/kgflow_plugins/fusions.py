@@ -19,7 +19,7 @@ from torch import nn
 from kgflow.plugin import (Component, ConfigCheck, ConfigIssue, Embeddings, EncoderRecommender,
                            FusionContext, GraphEncoder, NoParams, Params, Recommender, fold_in,
                            hookimpl, typical_user_norm)
-from kgflow_plugins.text import SavesLanguageModel, TrainableText, UserMeans
+from kgflow_plugins.text import ReportsText, SavesLanguageModel, TrainableText, UserMeans
 
 ROLES = {"none": {"graph"}, "content": {"text"}, "feature": {"graph", "text"},
          "joint": {"graph", "text"}, "distill": {"graph"}, "lm_only": {"text"}}  # encoder roles used
@@ -34,7 +34,7 @@ def build_none(params: NoParams, ctx: FusionContext) -> EncoderRecommender:
     return EncoderRecommender(encoder)
 
 
-class ContentRecommender(Recommender):
+class ContentRecommender(ReportsText, Recommender):
     """Cosine between a user's text vector and each item's: nothing to train."""
 
     def __init__(self, text: nn.Module) -> None:
@@ -76,7 +76,7 @@ class FeatureParams(Params):
     temperature: float = Field(0.15, gt=0)
 
 
-class FeatureFusion(EncoderRecommender):
+class FeatureFusion(ReportsText, EncoderRecommender):
     """Text features as the graph encoder's input (AlphaRec-style when ``use_id`` is false)."""
 
     def __init__(self, graph: GraphEncoder, text: nn.Module, warm_items: torch.Tensor,

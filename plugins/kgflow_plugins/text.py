@@ -94,6 +94,17 @@ def render(table: Optional[pd.DataFrame], ids: np.ndarray, template: str, what: 
     return [template.format(**record) for record in values.to_dict("records")]
 
 
+def empty_fields(table: pd.DataFrame, ids: np.ndarray, template: str) -> dict[str, int]:
+    """How many rows have each template field empty or missing, and (``all``) every field empty:
+    what a run reports about its texts."""
+    fields = template_fields(template)
+    rows = table.reindex(pd.Index(ids.astype(str)))[fields]
+    blank = rows.isna() | (rows.astype(str).apply(lambda c: c.str.strip()) == "")
+    out = {field: int(blank[field].sum()) for field in fields}
+    out["all"] = int(blank.all(axis=1).sum()) if fields else 0
+    return out
+
+
 def model_identity(model: str) -> str:
     """What the cache key records of a model: its config (and weights' size) for a folder."""
     path = Path(model)
@@ -271,7 +282,18 @@ class TrainableText(nn.Module):
         return folder
 
 
-class SavesLanguageModel:
+class ReportsText:
+    """For recommenders with a text encoder (``self.text``): ``metrics.json`` gets its ``text``
+    report (how many item texts had empty template fields)."""
+
+    text: nn.Module
+
+    def extra_metrics(self) -> dict:
+        report = getattr(self.text, "report", None)
+        return {"text": report} if report else {}
+
+
+class SavesLanguageModel(ReportsText):
     """For recommenders that train a :class:`TrainableText` (``self.text``): its adapter (or model)
     goes to ``RUN/artifacts/`` after training, and ``kgflow export --what text-model`` writes it
     merged."""
@@ -343,10 +365,13 @@ def mean_of_items(item: torch.Tensor, users: np.ndarray, items: np.ndarray, n_us
 def build_text(params: TextParams, ctx: EncoderContext) -> TextFeatures | TrainableText:
     split = ctx.split
     texts = render(ctx.data.items, split.item_ids, params.item_template, "item")
-    empty = sum(1 for t in texts if not t.strip())
-    if empty:
-        print(f"kgflow: {empty} of {len(texts)} items have empty text under item_template "
-              f"{params.item_template!r}; they get the embedding of an empty string", file=sys.stderr)
+    blanks = empty_fields(ctx.data.items, split.item_ids, params.item_template)
+    empty = blanks["all"]
+    if any(blanks.values()):
+        fields = ", ".join(f"{k} {v:,}" for k, v in blanks.items() if k != "all" and v)
+        print(f"kgflow: item texts with empty fields ({fields}); {empty} of {len(texts)} items have "
+              f"every field of item_template {params.item_template!r} empty and are embedded as "
+              "the template's bare text (ID-based parts of a fusion still learn them)", file=sys.stderr)
     user_texts = (render(ctx.data.users, split.user_ids, params.user_template, "user")
                   if params.user_template else None)
     if not params.trains:
@@ -355,11 +380,14 @@ def build_text(params: TextParams, ctx: EncoderContext) -> TextFeatures | Traina
                 mean_of_items(item, split.train.user, split.train.item, split.n_users))
         if user_texts is None and params.normalize:
             user = torch.nn.functional.normalize(user, dim=-1)
-        return TextFeatures(item, user, empty, params)
+        features = TextFeatures(item, user, empty, params)
+        features.report = {"items": len(texts), "empty_fields": blanks}
+        return features
     tokenizer, lm = load_language_model(params)
     hidden = int(lm.config.hidden_size)
     text = TrainableText(lm, tokenizer, texts, torch.zeros(len(texts), hidden),
                          torch.zeros(split.n_users, hidden), user_texts, params, empty)
+    text.report = {"items": len(texts), "empty_fields": blanks}
     means = UserMeans(split.train.user, split.train.item, split.n_users, split.n_items, params.normalize)
     if params.adapter_path:  # a saved adapter changes the embeddings: encode with it
         text.refresh(means)
