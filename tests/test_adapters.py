@@ -168,7 +168,8 @@ def test_distill_student_serves_without_the_teacher(tiny_bert, tmp_path, invoke)
     assert "teacher" in text and "fusion.params" in text
 
 
-def test_lm_only_classifier_is_ranked_like_any_model(tiny_bert, tmp_path):
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_lm_only_classifier_is_ranked_like_any_model(tiny_bert, tmp_path, precision):
     from kgflow.inference import TrainedRun
     from kgflow.testing import TINY_PIPELINE
 
@@ -181,7 +182,7 @@ def test_lm_only_classifier_is_ranked_like_any_model(tiny_bert, tmp_path):
                  "train": {"epochs": 2, "batch_size": 64,
                            "early_stopping": {"metric": "auc", "patience": 5}},
                  "eval": {"metrics": ["auc", "ndcg"], "max_users": 6},
-                 "trainer": {"limit_train_batches": 2}}
+                 "trainer": {"limit_train_batches": 2, "precision": precision}}
     out = tmp_path / "lm"
     metrics = run_fast(overrides, out, base=base)
     test = metrics["test"]["all"]

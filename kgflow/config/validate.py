@@ -185,8 +185,9 @@ def resolve_components(config: PipelineConfig, located: Located,
                                       file=file, line=line))
     stop = config.train.early_stopping
     if stop is not None:
-        valid = [f"{m}@{k}" for m in config.eval.metrics for k in config.eval.ks] + [
-            m for m in config.eval.metrics if _whole_ranking(registry, m)]
+        whole = [m for m in config.eval.metrics if _whole_ranking(registry, m)]
+        valid = [f"{m}@{k}" for m in config.eval.metrics if m not in whole
+                 for k in config.eval.ks] + whole
         if stop.metric not in valid:
             path = ("train", "early_stopping", "metric")
             file, line = located.where(path)

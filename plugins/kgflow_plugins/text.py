@@ -346,6 +346,7 @@ def load_language_model(params: TextParams):
         lm = apply_adapter(lm, params.adapter, params.adapter_path)
     else:
         apply_freeze(lm, params.freeze, params.top_layers)
+    lm.train()  # from_pretrained returns eval mode; Lightning keeps submodules' modes as found
     if params.gradient_checkpointing:
         base = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
         base.gradient_checkpointing_enable()
