@@ -177,7 +177,7 @@ def test_lm_only_classifier_is_ranked_like_any_model(tiny_bert, tmp_path, precis
     base.pop("encoders")
     text = {"model": str(tiny_bert), "item_template": "{title}. {genre}", "adapter": LORA}
     overrides = {"encoders": {"text": {"name": "text", "params": text}},
-                 "fusion": {"name": "lm_only", "params": {"history": 3}},
+                 "fusion": {"name": "lm_only", "params": {"history": 3, "pointwise_pairs": 40}},
                  "objective": {"loss": "bce"},
                  "train": {"epochs": 2, "batch_size": 64,
                            "early_stopping": {"metric": "auc", "patience": 5}},
@@ -188,6 +188,8 @@ def test_lm_only_classifier_is_ranked_like_any_model(tiny_bert, tmp_path, precis
     test = metrics["test"]["all"]
     assert 0 <= test["auc"] <= 1 and "ndcg@10" in test and test["users"] == 6
     assert set(metrics["parameters"]["trainable_by_part"]) == {"text", "head"}
+    pointwise = metrics["pointwise"]
+    assert 0 <= pointwise["auc"] <= 1 and 0 <= pointwise["accuracy"] <= 1 and pointwise["pairs"] == 2 * 40
     assert (out / "artifacts" / "adapter" / "adapter_config.json").is_file()
     run = TrainedRun.load(out)
     assert len(run.recommend([str(run.split.user_ids[0])], k=4)) == 4

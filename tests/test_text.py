@@ -110,6 +110,33 @@ def test_movielens_text_pipelines_with_minilm(invoke, tmp_path, name):
         assert {"cold_items", "warm_items"} <= set(metrics["test"])
 
 
+@pytest.mark.slow
+def test_movielens_strategy_pipelines_with_minilm(invoke, tmp_path):
+    """The shipped joint, distill and classifier pipelines on ML-100K with MiniLM, briefly:
+    a feature run is the distillation teacher and the joint run's warm start."""
+    from conftest import REPO
+
+    def run(name: str, *sets: str) -> dict:
+        args = [item for value in sets for item in ("--set", value)]
+        result = invoke("run", str(REPO / "pipelines" / f"{name}.yaml"), "--out", str(tmp_path / name),
+                        "--no-progress", *args)
+        assert result.exit_code == 0, result.output
+        return json.loads((tmp_path / name / "metrics.json").read_text())
+
+    feature = tmp_path / "movielens-lm-feature"
+    run("movielens-lm-feature", "train.epochs=2", "train.lr=0.01")
+    distill = run("movielens-lm-distill", f"fusion.params.teacher={feature}", "train.epochs=2",
+                  "train.lr=0.01")
+    assert distill["teacher"]["language_model"] == "minilm" and distill["test"]["all"]["ndcg@10"] > 0.012
+    joint = run("movielens-lm-joint", f"train.init_from={feature}", "train.epochs=1",
+                "trainer.limit_train_batches=2")
+    assert joint["artifacts"] == ["artifacts/adapter"]
+    assert joint["test"]["all"]["ndcg@10"] > 0.012  # warm-started from the feature run
+    lm = run("movielens-lm-classifier", "train.epochs=1", "trainer.limit_train_batches=1",
+             "eval.max_users=3")
+    assert 0 <= lm["test"]["all"]["auc"] <= 1 and lm["test"]["all"]["users"] == 3
+
+
 @pytest.mark.parametrize("encoder", ["kgin", "kgat"])
 def test_feature_fusion_over_a_knowledge_graph(tiny_bert, tmp_path, encoder):
     """KG + LM in one model: text features as the layer-0 input of a relational encoder."""

@@ -28,6 +28,9 @@ class LmOnlyParams(Params):
     max_item_tokens: int = Field(32, ge=4, description="token budget of the item part")
     pair_batch: int = Field(512, ge=1, description="pairs per forward pass when ranking all items")
     dropout: float = Field(0.1, ge=0, lt=1, description="dropout before the classification head")
+    pointwise_pairs: int = Field(4000, ge=0, description="after testing: AUC and accuracy on this "
+                                 "many test interactions, each with one sampled unknown item as the "
+                                 "dislike (TALLRec-style pointwise evaluation); 0 skips it")
 
 
 def user_texts(text: TrainableText, split, params: LmOnlyParams, seed: int) -> list[str]:
@@ -90,6 +93,7 @@ class CrossEncoderRecommender(SavesLanguageModel, Recommender):
         hidden = int(text.lm.config.hidden_size)
         self.head = nn.Sequential(nn.Dropout(params.dropout), nn.Linear(hidden, 1))
         self.n_users, self.n_items = n_users, n_items
+        self.split, self.seed = None, 0  # set by the factory: the pointwise evaluation's pairs
         self.uses_token_types = int(getattr(text.lm.config, "type_vocab_size", 0) or 0) >= 2
 
     def forward(self) -> Embeddings:
@@ -118,9 +122,45 @@ class CrossEncoderRecommender(SavesLanguageModel, Recommender):
                for s in range(0, len(all_users), step)]
         return torch.cat(out).view(len(users), self.n_items).float()
 
+    def extra_metrics(self) -> dict:
+        out = super().extra_metrics()
+        if self.params.pointwise_pairs and self.split is not None:
+            out["pointwise"] = pointwise_eval(self, self.split, self.params.pointwise_pairs, self.seed)
+        return out
+
     def new_user(self, emb: Embeddings, items: torch.Tensor, text: str | None = None) -> torch.Tensor:
         raise TypeError("lm_only scores (user text, item text) pairs of known users; it cannot "
                         "serve new users yet")
+
+
+@torch.no_grad()
+def pointwise_eval(model: CrossEncoderRecommender, split, pairs: int, seed: int) -> dict:
+    """AUC and accuracy (logit > 0 means "like") on test interactions, each paired with one item
+    the user has nowhere in the data, drawn with ``seed``: the pointwise view TALLRec reports."""
+    from kgflow_plugins.metrics import auc
+
+    rng = np.random.default_rng(seed)
+    test = split.test
+    pick = rng.choice(len(test.user), min(pairs, len(test.user)), replace=False)
+    users, pos = test.user[pick], test.item[pick]
+    known = set()
+    for part in (split.train, split.valid, split.test):
+        known.update(zip(part.user.tolist(), part.item.tolist()))
+    neg = rng.integers(0, split.n_items, len(users))
+    for i, (u, j) in enumerate(zip(users.tolist(), neg.tolist())):
+        while (u, j) in known:
+            j = int(rng.integers(0, split.n_items))
+        neg[i] = j
+    model.eval()
+    device = model.head[1].weight.device
+    u = torch.as_tensor(np.concatenate([users, users]), device=device)
+    i = torch.as_tensor(np.concatenate([pos, neg]), device=device)
+    step = model.params.pair_batch
+    scores = torch.cat([model.pair_scores(u[s:s + step], i[s:s + step]) for s in range(0, len(u), step)])
+    labels = torch.cat([torch.ones(len(users)), torch.zeros(len(users))]).bool()
+    value = auc(scores.float().cpu().unsqueeze(0), labels.unsqueeze(0))[0]
+    accuracy = ((scores.float().cpu() > 0) == labels).float().mean()
+    return {"auc": float(value), "accuracy": float(accuracy), "pairs": int(len(u))}
 
 
 def build_lm_only(params: LmOnlyParams, ctx: FusionContext) -> CrossEncoderRecommender:
@@ -130,7 +170,9 @@ def build_lm_only(params: LmOnlyParams, ctx: FusionContext) -> CrossEncoderRecom
                         "(adapter: {method: lora, ...}) or freeze: full | top_layers")
     users = user_texts(text, ctx.split, params, ctx.seed)
     tokens = PairTokens(text.tokenizer, users, text.texts, params)
-    return CrossEncoderRecommender(text, tokens, params, ctx.split.n_users, ctx.split.n_items)
+    model = CrossEncoderRecommender(text, tokens, params, ctx.split.n_users, ctx.split.n_items)
+    model.split, model.seed = ctx.split, ctx.seed
+    return model
 
 
 @hookimpl
