@@ -175,3 +175,25 @@ def test_empty_text_fields_are_counted_reported_and_handled(tiny_bert, tmp_path,
     assert metrics["text"]["empty_fields"] == {"title": 5, "genre": 2, "all": 2}
     assert "2 of" in capsys.readouterr().err
     assert metrics["test"]["all"]["ndcg@10"] > 0  # the run still trains and ranks every item
+
+
+def test_user_template_history_field_uses_training_items_only(tiny_bert):
+
+    from kgflow.testing import tiny_data
+    from kgflow.data.split import split_interactions
+    from kgflow.data.preprocess import prepare_interactions
+    from kgflow.config.schema import Preprocess, SplitConfig
+    from kgflow_plugins.text import TextParams, render, user_table
+
+    data = tiny_data()
+    split = split_interactions(prepare_interactions(data, Preprocess()), SplitConfig(), 0)
+    items = render(data.items, split.item_ids, "{title}", "item")
+    params = TextParams(model=str(tiny_bert), user_template="{gender}. Liked: {history}",
+                        history_items=3)
+    texts = render(user_table(data.users, split, items, params), split.user_ids,
+                   params.user_template, "user")
+    own = split.train.item[split.train.user == 0]
+    assert texts[0].endswith("; ".join(items[i] for i in own[-3:]))
+    held_out = set(split.test.item[split.test.user == 0]) - set(own)
+    assert not any(items[i] in texts[0] for i in held_out)
+    assert texts[0].startswith(str(data.users.loc[str(split.user_ids[0]), "gender"]))

@@ -31,8 +31,10 @@ class TextParams(Params):
     item_template: str = Field("{title}", description="Python format string over item fields, "
                                "e.g. '{movie_title} ({release_year}). Genres: {class}'")
     user_template: Optional[str] = Field(
-        None, description="format string over user fields; null: a user is the mean of their "
-        "training items' text embeddings")
+        None, description="format string over user fields and {history} (the texts of their "
+        "training items); null: a user is the mean of their training items' text embeddings")
+    history_items: int = Field(10, ge=1, description="user_template's {history} field: the texts of "
+                               "up to this many of the user's training items")
     pooling: Literal["mean", "cls"] = "mean"
     max_length: int = Field(64, ge=8, le=4096)
     batch_size: int = Field(64, ge=1)
@@ -363,6 +365,27 @@ def mean_of_items(item: torch.Tensor, users: np.ndarray, items: np.ndarray, n_us
     return out / counts
 
 
+HISTORY_FIELD = "history"
+
+
+def user_table(users: Optional[pd.DataFrame], split, item_texts: list[str],
+               params: TextParams) -> Optional[pd.DataFrame]:
+    """The user table as templates see it: with a ``history`` field (the texts of up to
+    ``history_items`` of the user's training items, joined by '; ') when the template asks for it
+    and the data has no column of that name. Only training interactions are used."""
+    if params.user_template is None or HISTORY_FIELD not in template_fields(params.user_template):
+        return users
+    if users is not None and HISTORY_FIELD in users.columns:
+        return users
+    order = np.argsort(split.train.user, kind="stable")
+    user_of, item_of = split.train.user[order], split.train.item[order]
+    starts = np.searchsorted(user_of, np.arange(split.n_users + 1))
+    history = ["; ".join(item_texts[i] for i in item_of[starts[u]:starts[u + 1]][-params.history_items:])
+               for u in range(split.n_users)]
+    frame = pd.DataFrame({HISTORY_FIELD: history}, index=pd.Index(split.user_ids.astype(str)))
+    return frame if users is None else users.join(frame, how="outer")
+
+
 def build_text(params: TextParams, ctx: EncoderContext) -> TextFeatures | TrainableText:
     split = ctx.split
     texts = render(ctx.data.items, split.item_ids, params.item_template, "item")
@@ -373,8 +396,8 @@ def build_text(params: TextParams, ctx: EncoderContext) -> TextFeatures | Traina
         print(f"kgflow: item texts with empty fields ({fields}); {empty} of {len(texts)} items have "
               f"every field of item_template {params.item_template!r} empty and are embedded as "
               "the template's bare text (ID-based parts of a fusion still learn them)", file=sys.stderr)
-    user_texts = (render(ctx.data.users, split.user_ids, params.user_template, "user")
-                  if params.user_template else None)
+    user_texts = (render(user_table(ctx.data.users, split, texts, params), split.user_ids,
+                         params.user_template, "user") if params.user_template else None)
     if not params.trains:
         item = cached_encode(texts, params, ctx.home)
         user = (cached_encode(user_texts, params, ctx.home) if user_texts is not None else
