@@ -35,6 +35,17 @@ def test_joint_lora_trains_only_adapter_and_graph(tiny_bert, tmp_path, invoke):
     adapter = out / "artifacts" / "adapter"
     assert (adapter / "adapter_config.json").is_file() and metrics["artifacts"] == ["artifacts/adapter"]
     assert "trainable of" in (out / "report.md").read_text()
+    # the run serves from its directory alone, adapter included, with the evaluated embeddings
+    import torch
+
+    from kgflow.inference import TrainedRun
+
+    served = TrainedRun.load(out)
+    assert len(served.recommend([str(served.split.user_ids[0])], k=3)) == 3
+    saved = torch.load(out / "checkpoints" / "best.ckpt", weights_only=False)["state_dict"]
+    assert torch.equal(served.model.text.item, saved["model.text.item"])
+    lora = [k for k in saved if "lora_B" in k]
+    assert lora and any(saved[k].abs().sum() > 0 for k in lora)  # the adapter did train
     # the merged export is a plain transformers model
     result = invoke("export", str(out), "--what", "text-model", "--out", str(tmp_path / "merged"))
     assert result.exit_code == 0, result.output
