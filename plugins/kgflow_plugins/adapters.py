@@ -119,11 +119,15 @@ def missing_targets(targets: list[str], model: nn.Module) -> list[str]:
 def apply_adapter(lm: nn.Module, spec: AdapterSpec, path: str | None = None) -> nn.Module:
     """Wrap ``lm`` with the adapter (trainable; the base weights frozen). ``path``: start from
     adapter weights saved by an earlier run (``RUN/artifacts/adapter``)."""
+    import warnings
+
     from peft import PeftModel, get_peft_model
 
-    if path:
-        return PeftModel.from_pretrained(lm, path, is_trainable=True)
-    return get_peft_model(lm, spec.peft_config())
+    with warnings.catch_warnings():  # transformers' deprecation notices from inside peft
+        warnings.simplefilter("ignore", FutureWarning)
+        if path:
+            return PeftModel.from_pretrained(lm, path, is_trainable=True)
+        return get_peft_model(lm, spec.peft_config())
 
 
 def apply_freeze(lm: nn.Module, freeze: Freeze, top_layers: int) -> None:

@@ -246,9 +246,13 @@ def check_adapter_targets(config, registry) -> list[ConfigIssue]:
                                           hint=f"its modules: {', '.join(module_names(model))}"))
                 continue
         try:
+            import warnings
+
             from peft import get_peft_model
 
-            get_peft_model(model, adapter.peft_config())
+            with warnings.catch_warnings():  # transformers' deprecation notices from inside peft
+                warnings.simplefilter("ignore", FutureWarning)
+                get_peft_model(model, adapter.peft_config())
         except (ValueError, TypeError, KeyError) as exc:
             issues.append(ConfigIssue(f"peft cannot apply {adapter.method} to {params.model!r}: "
                                       f"{str(exc).splitlines()[0]}", path=path,
