@@ -204,3 +204,21 @@ def test_lm_only_classifier_is_ranked_like_any_model(tiny_bert, tmp_path, precis
     assert (out / "artifacts" / "adapter" / "adapter_config.json").is_file()
     run = TrainedRun.load(out)
     assert len(run.recommend([str(run.split.user_ids[0])], k=4)) == 4
+
+
+def test_distill_with_an_inline_teacher_pipeline(tmp_path, write):
+    from kgflow.testing import TINY_PIPELINE
+
+    teacher = write("teacher.yaml", json.dumps({**TINY_PIPELINE, "name": "t", "seed": 1,
+                                                  "train": {"epochs": 2}}))
+    student = {"seed": 5, "encoders": {"graph": {"name": "mf", "params": {"dim": 8}}},
+               "fusion": {"name": "distill", "params": {"teacher": str(teacher),
+                                                        "teacher_out": str(tmp_path / "t")}},
+               "train": {"epochs": 2}}
+    metrics = run_fast(student, tmp_path / "student")
+    teacher_metrics = json.loads((tmp_path / "t" / "metrics.json").read_text())
+    assert teacher_metrics["data_fingerprint"] == metrics["data_fingerprint"]  # seed 5, not 1
+    assert metrics["teacher"]["test"] == teacher_metrics["test"]
+    stamp = (tmp_path / "t" / "metrics.json").stat().st_mtime
+    run_fast(student, tmp_path / "student2")  # the finished teacher is reused
+    assert (tmp_path / "t" / "metrics.json").stat().st_mtime == stamp

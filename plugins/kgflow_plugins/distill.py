@@ -21,8 +21,10 @@ teacher directory.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -35,7 +37,11 @@ from kgflow.plugin import (Component, Embeddings, EncoderRecommender, FusionCont
 
 class DistillParams(Params):
     teacher: str = Field(description="a finished run directory on the same split (same data "
-                         "fingerprint), e.g. runs/movielens-lm-feature")
+                         "fingerprint), e.g. runs/movielens-lm-feature; or a teacher pipeline "
+                         "(.yaml), trained first with this pipeline's seed into `teacher_out`")
+    teacher_out: Optional[str] = Field(None, description="where an inline teacher pipeline's run "
+                                       "goes (default: runs/<teacher name>-teacher-<seed>); a "
+                                       "finished run there on the same split is reused")
     top_n: int = Field(50, ge=1, description="the teacher's top-N items per user to distil")
     rank_decay: float = Field(10.0, gt=0, description="rank weighting exp(-rank / rank_decay)")
     rank_weight: float = Field(1.0, ge=0, description="weight of the ranking-distillation loss")
@@ -55,6 +61,25 @@ def check_teacher(path: Path, fingerprint: str) -> dict:
                           f"this pipeline's split is {fingerprint}: a teacher must see the same split "
                           "(same dataset, preprocessing, split and seed)")
     return metrics
+
+
+def train_teacher(pipeline: Path, out: str | None, seed: int) -> Path:
+    """Run an inline teacher pipeline with the student's seed (so both see one split), or reuse
+    its finished run."""
+    from kgflow.config import load_pipeline
+    from kgflow.runs.runner import run_pipeline
+
+    if not pipeline.is_file():
+        raise KgflowError(f"distill teacher pipeline {pipeline} not found")
+    loaded = load_pipeline(pipeline, [f"seed={seed}"])
+    target = Path(out) if out else Path("runs") / f"{loaded.name}-teacher-{seed}"
+    status = target / "run.json"
+    if status.is_file() and json.loads(status.read_text()).get("state") == "finished":
+        return target
+    print(f"kgflow: training the distillation teacher {pipeline} -> {target}", file=sys.stderr)
+    run_pipeline(loaded, target, overwrite=True, progress=False,
+                 echo=lambda *a, **k: print(*a, file=sys.stderr))
+    return target
 
 
 def pca(matrix: torch.Tensor, dim: int) -> torch.Tensor:
@@ -93,14 +118,15 @@ class DistilledStudent(EncoderRecommender):
         from kgflow.inference import TrainedRun
 
         teacher = TrainedRun.load(path)
+        top_n = min(self.params.top_n, split.n_items)
         with torch.no_grad():
             emb = teacher.model()
             top = []
             for s in range(0, split.n_users, 1024):
                 scores = teacher.scores(np.arange(s, min(s + 1024, split.n_users)), exclude="train")
-                top.append(torch.topk(scores, self.params.top_n, dim=1).indices)
+                top.append(torch.topk(scores, top_n, dim=1).indices)
         self.register_buffer("teacher_top", torch.cat(top), persistent=False)
-        ranks = torch.arange(self.params.top_n, dtype=torch.float32)
+        ranks = torch.arange(top_n, dtype=torch.float32)
         self.register_buffer("rank_weights", torch.exp(-ranks / self.params.rank_decay), persistent=False)
         self.register_buffer("teacher_user", nn.functional.normalize(pca(emb.user.float(), dim), dim=1),
                              persistent=False)
@@ -158,6 +184,8 @@ def build_distill(params: DistillParams, ctx: FusionContext) -> DistilledStudent
     model = DistilledStudent(student, params, dim)
     if ctx.training:
         path = Path(params.teacher).expanduser()
+        if path.suffix in (".yaml", ".yml"):
+            path = train_teacher(path, params.teacher_out, ctx.seed)
         check_teacher(path, ctx.split.fingerprint())
         model.attach_teacher(path, ctx.split, dim)
     return model
