@@ -131,29 +131,26 @@ class Explainer:
 
     def explain(self, users: list[str], k: int = 10, limit: int = 3) -> list[dict]:
         """Recommendations with their paths, as records."""
-        table = self.run.recommend(users, k)
-        item_index = pd.Index(self.run.split.item_ids.astype(str))
         user_index = dict(zip(users, self.run.user_index(users)))
-        records = []
-        for row in table.itertuples():
-            paths = self.paths(int(user_index[row.user]), int(item_index.get_loc(str(row.item))), limit)
-            records.append({"user": row.user, "rank": row.rank, "item": row.item,
-                            "title": self.titles.get(str(row.item)), "score": row.score,
-                            "paths": [p.__dict__ | {"sentence": p.sentence(self.titles)} for p in paths]})
-        return records
-
+        return self._records(self.run.recommend(users, k),
+                             lambda row, item: self.paths(int(user_index[row.user]), item, limit))
 
     def explain_new(self, liked: list[str] = (), text: str | None = None, k: int = 10,
                     limit: int = 3) -> list[dict]:
         """Recommendations for a new user (liked items and/or profile text) with their paths from
         the liked items."""
         table = self.run.recommend_new(liked, text, k)
+        table.insert(0, "user", "new")
         history = self.run.item_index(list(liked))
+        return self._records(table, lambda row, item: self.paths_from(history, item, limit))
+
+    def _records(self, table: pd.DataFrame, paths_of) -> list[dict]:
+        """One record per recommendation row; ``paths_of(row, dense item)`` gives its paths."""
         item_index = pd.Index(self.run.split.item_ids.astype(str))
         records = []
         for row in table.itertuples():
-            paths = self.paths_from(history, int(item_index.get_loc(str(row.item))), limit)
-            records.append({"user": "new", "rank": row.rank, "item": row.item,
+            paths = paths_of(row, int(item_index.get_loc(str(row.item))))
+            records.append({"user": row.user, "rank": row.rank, "item": row.item,
                             "title": self.titles.get(str(row.item)), "score": row.score,
                             "paths": [p.__dict__ | {"sentence": p.sentence(self.titles)} for p in paths]})
         return records

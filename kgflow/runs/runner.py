@@ -86,15 +86,13 @@ def build_recommender(loaded: LoadedPipeline, prepared: Prepared, graph: GraphBu
 def count_parameters(model: Any) -> dict[str, int]:
     """Total and trainable parameters, and the trainable ones per part of the model (its top-level
     modules: encoder, text, project, ...), so a report shows what actually trains."""
-    params = list(model.parameters())
-    parts: dict[str, int] = {}
+    total, parts = 0, {}
     for name, p in model.named_parameters():
+        total += p.numel()
         if p.requires_grad:
             part = name.split(".")[0]
             parts[part] = parts.get(part, 0) + p.numel()
-    return {"total": sum(p.numel() for p in params),
-            "trainable": sum(p.numel() for p in params if p.requires_grad),
-            "trainable_by_part": parts}
+    return {"total": total, "trainable": sum(parts.values()), "trainable_by_part": parts}
 
 
 def _quiet_lightning() -> None:

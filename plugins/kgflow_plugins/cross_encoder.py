@@ -17,7 +17,7 @@ from pydantic import Field
 from torch import nn
 
 from kgflow.plugin import Component, Embeddings, FusionContext, Params, Recommender, hookimpl
-from kgflow_plugins.text import SavesLanguageModel, TrainableText, pool
+from kgflow_plugins.text import SavesLanguageModel, TrainableText, pool, training_items_by_user
 
 
 class LmOnlyParams(Params):
@@ -36,12 +36,8 @@ class LmOnlyParams(Params):
 def user_texts(text: TrainableText, split, params: LmOnlyParams, seed: int) -> list[str]:
     """Profile (if any) plus the titles of a seeded sample of each user's training items."""
     rng = np.random.default_rng(seed)
-    order = np.argsort(split.train.user, kind="stable")
-    users, items = split.train.user[order], split.train.item[order]
-    starts = np.searchsorted(users, np.arange(split.n_users + 1))
     out = []
-    for u in range(split.n_users):
-        own = items[starts[u]:starts[u + 1]]
+    for u, own in enumerate(training_items_by_user(split)):
         if len(own) > params.history:
             own = rng.choice(own, params.history, replace=False)
         liked = "; ".join(text.texts[i] for i in own)
@@ -84,16 +80,16 @@ class PairTokens(nn.Module):
 class CrossEncoderRecommender(SavesLanguageModel, Recommender):
     """Scores pairs with a sequence classifier; ``forward()`` has nothing to share across pairs."""
 
-    def __init__(self, text: TrainableText, tokens: PairTokens, params: LmOnlyParams,
-                 n_users: int, n_items: int) -> None:
+    def __init__(self, text: TrainableText, tokens: PairTokens, params: LmOnlyParams, split,
+                 seed: int) -> None:
         super().__init__()
         self.text = text
         self.tokens = tokens
         self.params = params
         hidden = int(text.lm.config.hidden_size)
         self.head = nn.Sequential(nn.Dropout(params.dropout), nn.Linear(hidden, 1))
-        self.n_users, self.n_items = n_users, n_items
-        self.split, self.seed = None, 0  # set by the factory: the pointwise evaluation's pairs
+        self.n_users, self.n_items = split.n_users, split.n_items
+        self.split, self.seed = split, seed  # the pointwise evaluation draws its pairs from them
         self.uses_token_types = int(getattr(text.lm.config, "type_vocab_size", 0) or 0) >= 2
 
     def forward(self) -> Embeddings:
@@ -124,7 +120,7 @@ class CrossEncoderRecommender(SavesLanguageModel, Recommender):
 
     def extra_metrics(self) -> dict:
         out = super().extra_metrics()
-        if self.params.pointwise_pairs and self.split is not None:
+        if self.params.pointwise_pairs:
             out["pointwise"] = pointwise_eval(self, self.split, self.params.pointwise_pairs, self.seed)
         return out
 
@@ -170,9 +166,7 @@ def build_lm_only(params: LmOnlyParams, ctx: FusionContext) -> CrossEncoderRecom
                         "(adapter: {method: lora, ...}) or freeze: full | top_layers")
     users = user_texts(text, ctx.split, params, ctx.seed)
     tokens = PairTokens(text.tokenizer, users, text.texts, params)
-    model = CrossEncoderRecommender(text, tokens, params, ctx.split.n_users, ctx.split.n_items)
-    model.split, model.seed = ctx.split, ctx.seed
-    return model
+    return CrossEncoderRecommender(text, tokens, params, ctx.split, ctx.seed)
 
 
 @hookimpl

@@ -19,7 +19,7 @@ from torch import nn
 from kgflow.plugin import (Component, ConfigCheck, ConfigIssue, Embeddings, EncoderRecommender,
                            FusionContext, GraphEncoder, NoParams, Params, Recommender, fold_in,
                            hookimpl, typical_user_norm)
-from kgflow_plugins.text import ReportsText, SavesLanguageModel, TrainableText, UserMeans
+from kgflow_plugins.text import ReportsText, SavesLanguageModel, TrainableText
 
 ROLES = {"none": {"graph"}, "content": {"text"}, "feature": {"graph", "text"},
          "joint": {"graph", "text"}, "distill": {"graph"}, "lm_only": {"text"}}  # encoder roles used
@@ -133,9 +133,14 @@ def build_feature(params: FeatureParams, ctx: FusionContext) -> FeatureFusion:
     graph = ctx.encoders["graph"]
     if not isinstance(graph, GraphEncoder):
         raise TypeError("fusion 'feature' needs a graph encoder under encoders.graph")
-    warm = torch.zeros(ctx.split.n_items, dtype=torch.bool)
-    warm[torch.from_numpy(ctx.split.train.item)] = True
-    return FeatureFusion(graph, ctx.encoders["text"], warm, params)
+    return FeatureFusion(graph, ctx.encoders["text"], warm_items(ctx.split), params)
+
+
+def warm_items(split) -> torch.Tensor:
+    """Which items occur in training (the others have no ID embedding worth adding)."""
+    warm = torch.zeros(split.n_items, dtype=torch.bool)
+    warm[torch.from_numpy(split.train.item)] = True
+    return warm
 
 
 class JointParams(FeatureParams):
@@ -143,7 +148,7 @@ class JointParams(FeatureParams):
                             "the language model (a random subset of the batch's items); the rest "
                             "come from the cache")
     refresh_every: int = Field(1, ge=1, description="re-encode every item (the cache) every N "
-                               "epochs, and always before the final evaluation")
+                               "epochs; evaluation uses the cache as last re-encoded")
 
 
 class JointFusion(SavesLanguageModel, FeatureFusion):
@@ -158,9 +163,8 @@ class JointFusion(SavesLanguageModel, FeatureFusion):
     """
 
     def __init__(self, graph: GraphEncoder, text: TrainableText, warm_items: torch.Tensor,
-                 params: JointParams, user_means: UserMeans) -> None:
+                 params: JointParams) -> None:
         super().__init__(graph, text, warm_items, params)
-        self.user_means = user_means
         self.epochs = 0
 
     def train_forward(self, batch: dict[str, torch.Tensor]) -> Embeddings:
@@ -169,7 +173,7 @@ class JointFusion(SavesLanguageModel, FeatureFusion):
             items = items[torch.randperm(len(items), device=items.device)[:self.params.grad_items]]
         fresh = self.text.embed_items(items).to(self.text.item.dtype)  # autocast may give bf16
         item_text = self.text.item.index_copy(0, items, fresh)
-        user_text = self.user_means(item_text) if self.text.mean_users else self.text.user
+        user_text = self.text.means(item_text) if self.text.mean_users else self.text.user
         return self.fuse(user_text, item_text)
 
     def after_train_batch(self, step: int) -> None:
@@ -180,7 +184,7 @@ class JointFusion(SavesLanguageModel, FeatureFusion):
     def after_train_epoch(self) -> None:
         self.epochs += 1
         if self.epochs % self.params.refresh_every == 0:
-            self.text.refresh(self.user_means)
+            self.text.refresh()
 
 
 def build_joint(params: JointParams, ctx: FusionContext) -> JointFusion:
@@ -190,12 +194,7 @@ def build_joint(params: JointParams, ctx: FusionContext) -> JointFusion:
     if not isinstance(text, TrainableText):
         raise TypeError("fusion 'joint' trains the language model: give encoders.text an adapter "
                         "(adapter: {method: lora, ...}) or freeze: full | top_layers")
-    split = ctx.split
-    warm = torch.zeros(split.n_items, dtype=torch.bool)
-    warm[torch.from_numpy(split.train.item)] = True
-    means = UserMeans(split.train.user, split.train.item, split.n_users, split.n_items,
-                      text.params.normalize)
-    return JointFusion(graph, text, warm, params, means)
+    return JointFusion(graph, text, warm_items(ctx.split), params)
 
 
 def check_text_training(config, registry) -> list[ConfigIssue]:

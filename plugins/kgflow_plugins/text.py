@@ -116,18 +116,22 @@ def model_identity(model: str) -> str:
     return model
 
 
-@torch.no_grad()
-def encode(texts: list[str], model: str, pooling: str, max_length: int, batch_size: int,
-           normalize: bool, progress: bool = True) -> torch.Tensor:
+def load_pretrained(model: str):
+    """Tokenizer and model from a resolved path or hub id; a clear error when it is not one."""
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # its weight-loading bar would interleave with our output
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model)
-        lm = AutoModel.from_pretrained(model)
+        return AutoTokenizer.from_pretrained(model), AutoModel.from_pretrained(model)
     except OSError as exc:
         raise KgflowError(f"cannot load the text model {model!r}: {str(exc).splitlines()[0]}") from None
+
+
+@torch.no_grad()
+def encode(texts: list[str], model: str, pooling: str, max_length: int, batch_size: int,
+           normalize: bool, progress: bool = True) -> torch.Tensor:
+    tokenizer, lm = load_pretrained(model)
     lm.eval()
     out = []
     batches = range(0, len(texts), batch_size)
@@ -138,13 +142,7 @@ def encode(texts: list[str], model: str, pooling: str, max_length: int, batch_si
     for start in batches:
         batch = tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
                           max_length=max_length, return_tensors="pt")
-        hidden = lm(**batch).last_hidden_state
-        if pooling == "cls":
-            vec = hidden[:, 0]
-        else:
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            vec = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-        out.append(torch.nn.functional.normalize(vec, dim=-1) if normalize else vec)
+        out.append(pool(lm(**batch).last_hidden_state, batch["attention_mask"], pooling, normalize))
     return torch.cat(out) if out else torch.zeros(0, lm.config.hidden_size)
 
 
@@ -168,13 +166,13 @@ def cached_encode(texts: list[str], params: TextParams, home: Path) -> torch.Ten
 class TextFeatures(nn.Module):
     """Frozen language-model embeddings of every item and user (buffers, no parameters)."""
 
-    def __init__(self, item: torch.Tensor, user: torch.Tensor, empty_items: int,
+    def __init__(self, item: torch.Tensor, user: torch.Tensor, report: dict | None = None,
                  params: TextParams | None = None) -> None:
         super().__init__()
         self.register_buffer("item", item)
         self.register_buffer("user", user)
         self.dim = item.shape[1]
-        self.empty_items = empty_items
+        self.report = report  # what metrics.json records about the texts
         self.params = params
 
     def encode_texts(self, texts: list[str]) -> torch.Tensor:
@@ -206,8 +204,8 @@ class TrainableText(nn.Module):
     """
 
     def __init__(self, lm: nn.Module, tokenizer, texts: list[str], item: torch.Tensor,
-                 user: torch.Tensor, user_texts: list[str] | None, params: TextParams,
-                 empty_items: int) -> None:
+                 user: torch.Tensor, user_texts: list[str] | None, means: "UserMeans",
+                 params: TextParams, report: dict | None = None) -> None:
         super().__init__()
         self.lm = lm
         self.tokenizer = tokenizer
@@ -215,7 +213,8 @@ class TrainableText(nn.Module):
         self.texts = texts
         self.user_texts = user_texts  # None: users are the mean of their training items' texts
         self.mean_users = user_texts is None
-        self.empty_items = empty_items
+        self.means = means
+        self.report = report
         tokens = tokenizer(texts, padding=True, truncation=True, max_length=params.max_length,
                            return_tensors="pt")
         self.register_buffer("input_ids", tokens["input_ids"], persistent=False)
@@ -234,7 +233,7 @@ class TrainableText(nn.Module):
         return pool(hidden, mask, self.params.pooling, self.params.normalize)
 
     @torch.no_grad()
-    def refresh(self, user_means: "UserMeans | None" = None) -> None:
+    def refresh(self) -> None:
         """Re-encode every item (and, for mean users, every user) with the current weights."""
         was_training = self.lm.training
         self.lm.eval()
@@ -243,8 +242,7 @@ class TrainableText(nn.Module):
                 for s in range(0, len(self.item), step)]
         self.item.copy_(torch.cat(rows))
         if self.mean_users:
-            if user_means is not None:
-                self.user.copy_(user_means(self.item))
+            self.user.copy_(self.means(self.item))
         else:  # profile texts: re-encoded here, not trained through (only items get gradients)
             texts = self.user_texts or []
             self.user.copy_(torch.cat([self.encode_texts(texts[s:s + step])
@@ -332,16 +330,7 @@ class UserMeans(nn.Module):
 
 def load_language_model(params: TextParams):
     """Tokenizer and model, ready to train as ``params`` says (adapter or freezing)."""
-    from transformers import AutoModel, AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    model = resolve_model(params.model)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(model)
-        lm = AutoModel.from_pretrained(model)
-    except OSError as exc:
-        raise KgflowError(f"cannot load the text model {model!r}: {str(exc).splitlines()[0]}") from None
+    tokenizer, lm = load_pretrained(resolve_model(params.model))
     if params.adapter is not None:
         for p in lm.parameters():
             p.requires_grad_(False)
@@ -357,12 +346,12 @@ def load_language_model(params: TextParams):
     return tokenizer, lm
 
 
-def mean_of_items(item: torch.Tensor, users: np.ndarray, items: np.ndarray, n_users: int) -> torch.Tensor:
-    """Each user's mean embedding over their (training) items; zeros for users without any."""
-    out = torch.zeros(n_users, item.shape[1])
-    out.index_add_(0, torch.from_numpy(users), item[torch.from_numpy(items)])
-    counts = torch.bincount(torch.from_numpy(users), minlength=n_users).clamp(min=1).unsqueeze(1)
-    return out / counts
+def training_items_by_user(split) -> list[np.ndarray]:
+    """Each user's training items (dense indices), in the split's order."""
+    order = np.argsort(split.train.user, kind="stable")
+    items = split.train.item[order]
+    starts = np.searchsorted(split.train.user[order], np.arange(split.n_users + 1))
+    return [items[starts[u]:starts[u + 1]] for u in range(split.n_users)]
 
 
 HISTORY_FIELD = "history"
@@ -377,11 +366,8 @@ def user_table(users: Optional[pd.DataFrame], split, item_texts: list[str],
         return users
     if users is not None and HISTORY_FIELD in users.columns:
         return users
-    order = np.argsort(split.train.user, kind="stable")
-    user_of, item_of = split.train.user[order], split.train.item[order]
-    starts = np.searchsorted(user_of, np.arange(split.n_users + 1))
-    history = ["; ".join(item_texts[i] for i in item_of[starts[u]:starts[u + 1]][-params.history_items:])
-               for u in range(split.n_users)]
+    history = ["; ".join(item_texts[i] for i in own[-params.history_items:])
+               for own in training_items_by_user(split)]
     frame = pd.DataFrame({HISTORY_FIELD: history}, index=pd.Index(split.user_ids.astype(str)))
     return frame if users is None else users.join(frame, how="outer")
 
@@ -390,31 +376,25 @@ def build_text(params: TextParams, ctx: EncoderContext) -> TextFeatures | Traina
     split = ctx.split
     texts = render(ctx.data.items, split.item_ids, params.item_template, "item")
     blanks = empty_fields(ctx.data.items, split.item_ids, params.item_template)
-    empty = blanks["all"]
     if any(blanks.values()):
         fields = ", ".join(f"{k} {v:,}" for k, v in blanks.items() if k != "all" and v)
-        print(f"kgflow: item texts with empty fields ({fields}); {empty} of {len(texts)} items have "
+        print(f"kgflow: item texts with empty fields ({fields}); {blanks['all']} of {len(texts)} items have "
               f"every field of item_template {params.item_template!r} empty and are embedded as "
               "the template's bare text (ID-based parts of a fusion still learn them)", file=sys.stderr)
     user_texts = (render(user_table(ctx.data.users, split, texts, params), split.user_ids,
                          params.user_template, "user") if params.user_template else None)
+    report = {"items": len(texts), "empty_fields": blanks}
+    means = UserMeans(split.train.user, split.train.item, split.n_users, split.n_items, params.normalize)
     if not params.trains:
         item = cached_encode(texts, params, ctx.home)
-        user = (cached_encode(user_texts, params, ctx.home) if user_texts is not None else
-                mean_of_items(item, split.train.user, split.train.item, split.n_users))
-        if user_texts is None and params.normalize:
-            user = torch.nn.functional.normalize(user, dim=-1)
-        features = TextFeatures(item, user, empty, params)
-        features.report = {"items": len(texts), "empty_fields": blanks}
-        return features
+        user = cached_encode(user_texts, params, ctx.home) if user_texts is not None else means(item)
+        return TextFeatures(item, user, report, params)
     tokenizer, lm = load_language_model(params)
     hidden = int(lm.config.hidden_size)
     text = TrainableText(lm, tokenizer, texts, torch.zeros(len(texts), hidden),
-                         torch.zeros(split.n_users, hidden), user_texts, params, empty)
-    text.report = {"items": len(texts), "empty_fields": blanks}
-    means = UserMeans(split.train.user, split.train.item, split.n_users, split.n_items, params.normalize)
+                         torch.zeros(split.n_users, hidden), user_texts, means, params, report)
     if params.adapter_path:  # a saved adapter changes the embeddings: encode with it
-        text.refresh(means)
+        text.refresh()
     else:  # a fresh adapter (or the untouched model) embeds exactly as the frozen model: reuse the cache
         text.item.copy_(cached_encode(texts, params, ctx.home))
         text.user.copy_(cached_encode(user_texts, params, ctx.home) if user_texts is not None
