@@ -7,6 +7,8 @@ the same exported splits.
     python benchmarks/kg_ablation.py recbole   --work W --seeds 2020 2021 2022 \
         --recbole-python $PEERS/venv/bin/python --run-recbole shared/reference/recbole/run_recbole.py
     python benchmarks/kg_ablation.py summarize --work W
+    python benchmarks/kg_ablation.py kgflow --work W --models kgat --controls none \
+        --split-seed 2022 --seeds 1 2      # training-seed spread on one split (recbole: the same)
 
 Every kgflow run is ``kgflow run PIPELINE --set seed=S --set graph.params.kg_control=C``; the
 protocol (``pipelines/protocols/movielens-kg.yaml``) keeps the items linked to the KG, exactly the
@@ -53,8 +55,11 @@ def run_kgflow(args: argparse.Namespace) -> None:
                 if control != "none" and model in ("lightgcn", "mf"):
                     continue  # no KG to control
                 tag = f"-{args.tag}" if args.tag else ""
-                out = args.work / f"kgflow-{model}{tag}-{control}-{seed}"
+                on = f"-split{args.split_seed}" if args.split_seed is not None else ""
+                out = args.work / f"kgflow-{model}{tag}-{control}-{seed}{on}"
                 sets = ["--set", f"seed={seed}"] + extra + args.set
+                if args.split_seed is not None:
+                    sets += ["--set", f"split.seed={args.split_seed}"]
                 if model not in ("lightgcn", "mf"):
                     sets += ["--set", f"graph.params.kg_control={control}"]
                 subprocess.run(kgflow_cmd() + ["run", str(REPO / "pipelines" / pipeline), *sets,
@@ -62,7 +67,8 @@ def run_kgflow(args: argparse.Namespace) -> None:
                                check=True)
                 m = json.loads((out / "metrics.json").read_text())
                 append(args.work, {"system": "kgflow", "model": model, "control": control,
-                                   "seed": seed, "tag": args.tag, "test": m["test"]["all"],
+                                   "seed": seed, "split_seed": seed if args.split_seed is None else args.split_seed,
+                                   "tag": args.tag, "test": m["test"]["all"],
                                    "valid": m["valid"]["all"], "epochs": m["timing"]["epochs"],
                                    "best_epoch": m["best_epoch"],
                                    "s_epoch": m["timing"]["seconds_per_epoch"],
@@ -74,12 +80,14 @@ def run_recbole(args: argparse.Namespace) -> None:
     env = dict(os.environ, PEERS=str(args.peers))
     tool = seeded_copy(args.run_recbole, args.work)
     for seed in args.seeds:
-        folder = compare_recbole.split_dir(args.work, seed, "movielens-kgat.yaml")
+        split_seed = args.split_seed if args.split_seed is not None else seed
+        folder = compare_recbole.split_dir(args.work, split_seed, "movielens-kgat.yaml")
         for model in args.models:
             theirs = MODELS[model][2]
             if theirs is None:
                 continue
-            raw = args.work / f"recbole-{theirs}-{seed}.jsonl"
+            on = f"-split{args.split_seed}" if args.split_seed is not None else ""
+            raw = args.work / f"recbole-{theirs}-{seed}{on}.jsonl"
             raw.unlink(missing_ok=True)
             subprocess.run([args.recbole_python, tool, theirs, "--split-dir", str(folder),
                             "--stopping-step", str(PATIENCE), "--epochs", str(EPOCHS),
@@ -87,7 +95,7 @@ def run_recbole(args: argparse.Namespace) -> None:
                            env=dict(env, RB_SEED=str(seed)))
             record = json.loads(raw.read_text().splitlines()[-1])
             append(args.work, {"system": "recbole", "model": model, "control": "none",
-                               "seed": seed, "raw": record})
+                               "seed": seed, "split_seed": split_seed, "raw": record})
 
 
 def summarize(args: argparse.Namespace) -> None:
@@ -97,6 +105,9 @@ def summarize(args: argparse.Namespace) -> None:
         if r["system"] == "recbole":
             r = {**r, **_recbole_fields(r["raw"])}
         label = r["model"] + (f" ({r['tag']})" if r.get("tag") else "")
+        split_seed = r.get("split_seed", r["seed"])
+        if split_seed != r["seed"]:  # another training seed on a benchmark split
+            label += f" (split {split_seed})"
         latest[(label, r["system"], r["control"], r["seed"])] = r
     rows: dict[tuple, list[dict]] = {}
     for (model, system, control, _), r in sorted(latest.items()):
@@ -123,7 +134,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("what", choices=["kgflow", "recbole", "summarize"])
     ap.add_argument("--work", type=Path, required=True)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[2020, 2021, 2022])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[2020, 2021, 2022],
+                    help="run seeds; each is also the split's seed unless --split-seed is given")
+    ap.add_argument("--split-seed", type=int, default=None,
+                    help="train every --seeds run on this one split (training-seed spread on a split)")
     ap.add_argument("--models", nargs="+", default=["lightgcn", "kgat", "kgin"], choices=list(MODELS))
     ap.add_argument("--controls", nargs="+", default=list(CONTROLS), choices=list(CONTROLS))
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

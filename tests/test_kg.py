@@ -251,6 +251,31 @@ def test_kgat_refreshes_attention_and_checkpoints_it(tmp_path):
     assert "encoder.attention" in model.state_dict()
 
 
+def test_kgat_stated_direction_propagates_facts_one_way_and_weights_reverses_for_explanations():
+    """kg_direction: stated -- a fact's head hears its tail, the tail does not hear the head; the
+    unpropagated reverse edge carries its fact's attention (explanations multiply weights along
+    user -> liked item -> entity -> item)."""
+    from kgflow.graph import EdgeBlock, assemble_graph
+    from kgflow_plugins.kg_encoders import KGAT, KGATParams
+
+    graph = assemble_graph({"user": 1, "item": 2, "entity": 1},
+                           [EdgeBlock("interact", np.array([0]), np.array([1])),
+                            EdgeBlock("genre", np.array([1, 2]), np.array([3, 3]))],
+                           inverse_relations=False)
+    both = KGAT(graph, KGATParams(dim=4, relation_dim=4, kg_direction="both"))
+    stated = KGAT(graph, KGATParams(dim=4, relation_dim=4))
+    assert len(both.adj) == graph.edge_index.shape[1] == 6
+    assert len(stated.adj) == 4  # interactions both ways, the two facts as stated
+    heard = set(zip(stated.adj.row.tolist(), stated.adj.col.tolist()))
+    assert (1, 3) in heard and (3, 1) not in heard
+    with torch.no_grad():
+        stated.after_train_epoch()
+    weights = stated.edge_weights()
+    edges = list(zip(*graph.edge_index.tolist()))
+    for head, tail in [(1, 3), (2, 3)]:
+        assert weights[edges.index((tail, head))] == weights[edges.index((head, tail))] > 0
+
+
 def test_control_run_keeps_its_pipeline(tmp_path):
     """kg_control: remove leaves no facts; the pipeline's KG objective then does nothing."""
     with pytest.warns(UserWarning, match="no KG facts"):
@@ -348,6 +373,14 @@ def test_transr_loss_matches_the_formula():
     expected = torch.nn.functional.softplus(d_true - d_false).mean()
     expected = expected + 0.1 * 0.5 * sum(v.pow(2).sum() for v in (h, r.expand(2, -1), t, n)) / 2
     assert torch.allclose(objective.loss(batch), expected, atol=1e-5)
-    # corrupted tails keep the true tail's node type (entities 3..4 here)
-    negatives = objective.sample(500, torch.Generator().manual_seed(0))["neg"]
+    # corrupted tails: any node but the user (items 1..2, entities 3..4), never a true fact
+    batch = objective.sample(500, torch.Generator().manual_seed(0))
+    assert set(batch["neg"].tolist()) == {1, 2, 3, 4}
+    true_facts = {(1, 3), (2, 4)}
+    made = set(zip(batch["head"].tolist(), batch["neg"].tolist()))
+    assert made and not made & true_facts
+    # or kept to the true tail's node type (entities 3..4 here)
+    same_type = build_transr(KgObjectiveParams(corrupt="same_type"),
+                             ObjectiveContext(EncoderRecommender(Fixed()), graph, None, 2, 0))
+    negatives = same_type.sample(500, torch.Generator().manual_seed(0))["neg"]
     assert set(negatives.tolist()) == {3, 4}

@@ -41,9 +41,10 @@ class NodeTable(GraphEncoder):
 
     def _init_nodes(self, graph: GraphBundle, params: EmbeddingParams,
                     groups: str = "per_type") -> None:
-        """One table, but initialised block by block as if each node type had its own table (as
-        separate user and entity tables would be): xavier's scale depends on the table's size, and
-        thousands of KG entities must not shrink the users' initial vectors."""
+        """One table, initialised block by block as if it were several (xavier's scale depends on
+        a table's size): ``per_type``, a block per node type; ``users_and_rest``, the users and
+        everything else, as KGAT's separate user and entity tables (thousands of KG entities then
+        shrink the items' initial vectors, never the users')."""
         self.n_users, self.n_items = graph.n_users, graph.n_items
         self.item_offset = graph.node_offsets["item"]
         self.node = nn.Embedding(graph.num_nodes, params.dim)
@@ -85,12 +86,14 @@ class KGATParams(EmbeddingParams):
     message_dropout: float = Field(0.1, ge=0, lt=1, description="dropout on each layer's output")
     attention: bool = Field(True, description="false keeps the initial 1/|N_r(h)| weights (ablation)")
     init_groups: Literal["per_type", "users_and_rest"] = Field(
-        "per_type", description="initialise each node type as its own table, or users and all other "
-        "nodes as two tables (RecBole's user and entity tables)")
+        "users_and_rest", description="users_and_rest: initialise users and all other nodes as two "
+        "tables, as the paper's code and RecBole do (xavier's scale then follows the whole entity "
+        "table: on a large KG items start much smaller than users); "
+        "per_type: each node type as its own table")
     kg_direction: Literal["both", "stated"] = Field(
-        "both", description="both: KG facts propagate both ways; stated: only from tail to head as "
-        "stated (an item hears its own facts' tails; RecBole's KGAT graph). Interactions always "
-        "propagate both ways")
+        "stated", description="stated: KG facts propagate only from tail to head as stated (a head "
+        "hears its facts' tails; RecBole's KGAT graph); both: also from head to tail. "
+        "Interactions always propagate both ways")
 
 
 class _Aggregator(nn.Module):
@@ -132,6 +135,7 @@ class KGAT(NodeTable):
         if params.kg_direction == "stated" and graph.edge_forward is not None:
             keep = ~graph.knowledge_edges() | graph.edge_forward
         self.register_buffer("kept_edges", torch.nonzero(keep).flatten(), persistent=False)
+        self.register_buffer("graph_edges", graph.edge_index, persistent=False)  # for edge_weights
         self.edge_count = len(keep)
         row, col = graph.edge_index[:, keep]
         self.adj = FixedPattern(row, col, graph.num_nodes, graph.num_nodes)
@@ -197,8 +201,22 @@ class KGAT(NodeTable):
 
     def edge_weights(self) -> torch.Tensor:
         """The attention of every edge, in the graph's edge order (for explanations)."""
-        weights = torch.zeros(self.edge_count, dtype=self.attention.dtype)
+        weights = torch.zeros(self.edge_count, dtype=self.attention.dtype, device=self.attention.device)
         weights[self.kept_edges[self.adj.order]] = self.attention
+        if len(self.kept_edges) < self.edge_count:
+            # A reverse edge the model does not propagate (kg_direction: stated) is weighted by
+            # its fact's attention: how much the fact's head attends to the entity.
+            n = self.node.num_embeddings
+            kept = self.adj.row * n + self.adj.col
+            order = torch.argsort(kept)
+            dropped = torch.ones(self.edge_count, dtype=torch.bool)
+            dropped[self.kept_edges] = False
+            dropped = torch.nonzero(dropped).flatten()
+            head, tail = self.graph_edges[:, dropped]
+            want = tail * n + head
+            at = torch.searchsorted(kept[order], want).clamp(max=len(kept) - 1)
+            found = kept[order][at] == want
+            weights[dropped[found]] = self.attention[order[at[found]]]
         return weights
 
     def after_train_epoch(self) -> None:

@@ -1,8 +1,8 @@
 """Auxiliary KG embedding objectives: ``transe`` and ``transr``.
 
 Both score a fact (h, r, t) by the distance ``|| h' + r - t' ||^2`` and push a true fact's
-distance below that of a corrupted one (same head and relation, a random tail of the true tail's
-node type): ``softplus(d_true - d_corrupt)``, as KGAT trains its knowledge part. TransE uses the
+distance below that of a corrupted one (same head and relation, a random tail that makes no true
+fact): ``softplus(d_true - d_corrupt)``, as KGAT trains its knowledge part. TransE uses the
 node vectors as they are (h' = h); TransR first projects them into the relation's space
 (h' = h W_r). The vectors are the encoder's own layer-0 table (:meth:`GraphEncoder.kg_embeddings`);
 relation vectors and projections are the encoder's when it has them (KGAT's attention uses the
@@ -34,6 +34,10 @@ class KgObjectiveParams(Params):
     l2: float = Field(1e-5, ge=0, description="L2 weight on the projected vectors of a batch")
     relation_dim: Optional[int] = Field(None, ge=1, description="size of relation vectors when the "
                                         "encoder has none (default: the node size)")
+    corrupt: Literal["entities", "same_type"] = Field(
+        "entities", description="where a corrupted fact's tail comes from: entities: any node but "
+        "the users (items included), never one that makes a true fact (KGAT's code, RecBole); "
+        "same_type: any node of the true tail's type")
 
 
 class KgObjective(AuxiliaryObjective):
@@ -59,12 +63,8 @@ class KgObjective(AuxiliaryObjective):
         self.register_buffer("head", graph.edge_index[0, keep], persistent=False)
         self.register_buffer("tail", graph.edge_index[1, keep], persistent=False)
         self.register_buffer("rel", graph.edge_type[keep], persistent=False)
-        # corrupted tails are drawn from the true tail's node type
-        starts = torch.tensor(list(graph.node_offsets.values()))
-        counts = torch.tensor([graph.node_counts[t] for t in graph.node_offsets])
-        kind = torch.bucketize(self.tail, starts, right=True) - 1
-        self.register_buffer("tail_start", starts[kind], persistent=False)
-        self.register_buffer("tail_count", counts[kind], persistent=False)
+        self.corrupt = params.corrupt
+        self._init_corruption(graph)
         own = self.encoder.kg_embeddings()
         n_rel, d = len(graph.relation_names), own.nodes.shape[1]
         k = own.relations.shape[1] if own.relations is not None else (params.relation_dim or d)
@@ -82,10 +82,56 @@ class KgObjective(AuxiliaryObjective):
     def num_batches(self) -> int:
         return (len(self.head) + self.batch_size - 1) // self.batch_size
 
+    def _init_corruption(self, graph) -> None:
+        starts = torch.tensor(list(graph.node_offsets.values()))
+        counts = torch.tensor([graph.node_counts[t] for t in graph.node_offsets])
+        if self.corrupt == "same_type":
+            kind = torch.bucketize(self.tail, starts, right=True) - 1
+            self.register_buffer("tail_start", starts[kind], persistent=False)
+            self.register_buffer("tail_count", counts[kind], persistent=False)
+            return
+        # Candidate tails: every node but the users, unless the facts themselves end at users
+        # (facts: all includes item -> user edges).
+        n_users = graph.node_counts.get("user", 0)
+        user_start = graph.node_offsets.get("user", 0)
+        is_user = (self.tail >= user_start) & (self.tail < user_start + n_users)
+        nodes = torch.arange(graph.num_nodes)
+        if n_users and not bool(is_user.any()):
+            nodes = nodes[(nodes < user_start) | (nodes >= user_start + n_users)]
+        self.register_buffer("candidates", nodes, persistent=False)
+        # True facts as sorted integer keys, so that a corrupted fact is checked by binary search.
+        self.n_nodes, self.n_relations = graph.num_nodes, len(graph.relation_names)
+        self.register_buffer("true_facts", torch.unique(self._fact_key(self.head, self.rel, self.tail)),
+                             persistent=False)
+
+    def _fact_key(self, head: torch.Tensor, rel: torch.Tensor, tail: torch.Tensor) -> torch.Tensor:
+        return (head * self.n_relations + rel) * self.n_nodes + tail
+
+    def _is_true_fact(self, head: torch.Tensor, rel: torch.Tensor, tail: torch.Tensor) -> torch.Tensor:
+        key = self._fact_key(head, rel, tail)
+        at = torch.searchsorted(self.true_facts, key).clamp(max=len(self.true_facts) - 1)
+        return self.true_facts[at] == key
+
+    def _draw(self, size: int, generator: torch.Generator | None) -> torch.Tensor:
+        draw = torch.rand(size, generator=generator).to(self.candidates.device)
+        n = len(self.candidates)
+        return self.candidates[torch.clamp((draw * n).long(), max=n - 1)]
+
     def _corrupt(self, index: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        draw = torch.rand(len(index), generator=generator).to(self.tail_count.device)
-        count = self.tail_count[index]
-        return self.tail_start[index] + torch.minimum((draw * count).long(), count - 1)
+        if self.corrupt == "same_type":
+            draw = torch.rand(len(index), generator=generator).to(self.tail_count.device)
+            count = self.tail_count[index]
+            return self.tail_start[index] + torch.minimum((draw * count).long(), count - 1)
+        head, rel = self.head[index], self.rel[index]
+        tails = self._draw(len(index), generator)
+        # Redraw the few that landed on a true fact; a bounded number of rounds, so that a head
+        # whose facts cover nearly every node cannot stall training.
+        for _ in range(20):
+            hit = torch.nonzero(self._is_true_fact(head, rel, tails)).flatten()
+            if not len(hit):
+                break
+            tails[hit] = self._draw(len(hit), generator)
+        return tails
 
     def _batch(self, index: torch.Tensor, generator: torch.Generator | None) -> dict[str, torch.Tensor]:
         return {"head": self.head[index], "rel": self.rel[index], "tail": self.tail[index],
