@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import compare_recbole  # noqa: E402
 from compare_recbole import REPO, _recbole_fields, kgflow_cmd, seeded_copy, stat  # noqa: E402
 
-PATIENCE, EPOCHS = 10, 300  # as in pipelines/protocols/movielens-kg.yaml
+PATIENCE, EPOCHS = 11, 300  # as in pipelines/protocols/movielens-kg.yaml
+RECBOLE_STOPPING_STEP = PATIENCE - 1  # RecBole stops after stopping_step + 1 evaluations without gain
 KG_PROTOCOL = ["--set", "preprocess.kg_linked_only=true", "--set", f"train.epochs={EPOCHS}",
                "--set", f"train.early_stopping.patience={PATIENCE}"]
 #: kgflow model -> (pipeline, extra --set options, RecBole counterpart)
@@ -90,7 +91,7 @@ def run_recbole(args: argparse.Namespace) -> None:
             raw = args.work / f"recbole-{theirs}-{seed}{on}.jsonl"
             raw.unlink(missing_ok=True)
             subprocess.run([args.recbole_python, tool, theirs, "--split-dir", str(folder),
-                            "--stopping-step", str(PATIENCE), "--epochs", str(EPOCHS),
+                            "--stopping-step", str(RECBOLE_STOPPING_STEP), "--epochs", str(EPOCHS),
                             "--out", str(raw)], check=True, cwd=args.peers / "run",
                            env=dict(env, RB_SEED=str(seed)))
             record = json.loads(raw.read_text().splitlines()[-1])

@@ -4,6 +4,8 @@ improving.
 Scores are compared at ``decimals`` places and, by default, a tie counts as an improvement, so the
 later checkpoint wins: on a validation plateau the model that trained longer is kept. This is the
 rule RecBole applies (4 decimals, ``>=``), so results on the same split are selected the same way.
+``patience`` is the number of evaluations without improvement after which training stops; RecBole's
+``stopping_step`` s stops at the (s+1)-th, so it corresponds to ``patience: s+1``.
 """
 from __future__ import annotations
 
