@@ -100,7 +100,8 @@ class Objective(Strict):
 
 class EarlyStopping(Strict):
     metric: str = Field("ndcg@10", description="validation metric to select the best epoch")
-    patience: int = Field(50, ge=1, description="evaluations without improvement before stopping")
+    patience: int = Field(50, ge=1, description="evaluations without improvement before stopping "
+                          "(RecBole's stopping_step s stops after s+1: patience s+1)")
     decimals: Optional[int] = Field(4, ge=0, description="compare validation scores at this many "
                                     "decimals (as RecBole does); null compares exact values")
     ties: Literal["later", "earlier"] = Field("later", description="which checkpoint wins when the "
