@@ -209,7 +209,7 @@ class KGAT(NodeTable):
             n = self.node.num_embeddings
             kept = self.adj.row * n + self.adj.col
             order = torch.argsort(kept)
-            dropped = torch.ones(self.edge_count, dtype=torch.bool)
+            dropped = torch.ones(self.edge_count, dtype=torch.bool, device=weights.device)
             dropped[self.kept_edges] = False
             dropped = torch.nonzero(dropped).flatten()
             head, tail = self.graph_edges[:, dropped]

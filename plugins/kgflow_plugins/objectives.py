@@ -17,7 +17,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from kgflow.plugin import (AuxiliaryObjective, Component, GraphEncoder, KgEmbeddings,
+from kgflow.plugin import (AuxiliaryObjective, Component, GraphBundle, GraphEncoder, KgEmbeddings,
                            ObjectiveContext, Params, hookimpl)
 from kgflow.errors import KgflowError
 
@@ -82,7 +82,7 @@ class KgObjective(AuxiliaryObjective):
     def num_batches(self) -> int:
         return (len(self.head) + self.batch_size - 1) // self.batch_size
 
-    def _init_corruption(self, graph) -> None:
+    def _init_corruption(self, graph: GraphBundle) -> None:
         starts = torch.tensor(list(graph.node_offsets.values()))
         counts = torch.tensor([graph.node_counts[t] for t in graph.node_offsets])
         if self.corrupt == "same_type":
