@@ -67,14 +67,14 @@ def train_teacher(pipeline: Path, out: str | None, seed: int) -> Path:
     """Run an inline teacher pipeline with the student's seed (so both see one split), or reuse
     its finished run."""
     from kgflow.config import load_pipeline
+    from kgflow.runs.rundir import RunDir
     from kgflow.runs.runner import run_pipeline
 
     if not pipeline.is_file():
         raise KgflowError(f"distill teacher pipeline {pipeline} not found")
     loaded = load_pipeline(pipeline, [f"seed={seed}"])
     target = Path(out) if out else Path("runs") / f"{loaded.name}-teacher-{seed}"
-    status = target / "run.json"
-    if status.is_file() and json.loads(status.read_text()).get("state") == "finished":
+    if RunDir(target).status().get("state") == "finished":
         return target
     print(f"kgflow: training the distillation teacher {pipeline} -> {target}", file=sys.stderr)
     run_pipeline(loaded, target, overwrite=True, progress=False,

@@ -221,7 +221,7 @@ def check_text_training(config, registry) -> list[ConfigIssue]:
 
 def check_adapter_targets(config, registry) -> list[ConfigIssue]:
     """``target_modules`` must name modules of the chosen model (read from its config only)."""
-    from kgflow_plugins.adapters import missing_targets, module_names, skeleton
+    from kgflow_plugins.adapters import apply_adapter, missing_targets, module_names, skeleton
     from kgflow_plugins.text import resolve_model
 
     issues = []
@@ -245,13 +245,7 @@ def check_adapter_targets(config, registry) -> list[ConfigIssue]:
                                           hint=f"its modules: {', '.join(module_names(model))}"))
                 continue
         try:
-            import warnings
-
-            from peft import get_peft_model
-
-            with warnings.catch_warnings():  # transformers' deprecation notices from inside peft
-                warnings.simplefilter("ignore", FutureWarning)
-                get_peft_model(model, adapter.peft_config())
+            apply_adapter(model, adapter)
         except (ValueError, TypeError, KeyError) as exc:
             issues.append(ConfigIssue(f"peft cannot apply {adapter.method} to {params.model!r}: "
                                       f"{str(exc).splitlines()[0]}", path=path,

@@ -135,7 +135,6 @@ class KGAT(NodeTable):
         if params.kg_direction == "stated" and graph.edge_forward is not None:
             keep = ~graph.knowledge_edges() | graph.edge_forward
         self.register_buffer("kept_edges", torch.nonzero(keep).flatten(), persistent=False)
-        self.register_buffer("graph_edges", graph.edge_index, persistent=False)  # for edge_weights
         self.edge_count = len(keep)
         row, col = graph.edge_index[:, keep]
         self.adj = FixedPattern(row, col, graph.num_nodes, graph.num_nodes)
@@ -155,6 +154,9 @@ class KGAT(NodeTable):
         self.adj_targets = FixedPattern(self.adj.row[:prefix], self.adj.col[:prefix], self.targets,
                                         graph.num_nodes)
         self.target_edges = prefix
+        dropped, partner = self._reverse_partners(graph.edge_index, keep)
+        self.register_buffer("dropped_edges", dropped, persistent=False)
+        self.register_buffer("dropped_partner", partner, persistent=False)
         dims = [d] + list(params.layers)
         self.aggregators = nn.ModuleList(_Aggregator(params.aggregator, a, b, params.message_dropout)
                                          for a, b in zip(dims[:-1], dims[1:]))
@@ -199,24 +201,28 @@ class KGAT(NodeTable):
                 scores[edges] = (tail * torch.tanh(head + self.relation.weight[r])).sum(-1)
         return scores
 
+    def _reverse_partners(self, edge_index: torch.Tensor,
+                          keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Edges not propagated (the reverses of facts under ``kg_direction: stated``) and the CSR
+        position of their propagated reverse, so that explanations can weigh them by their fact's
+        attention: how much the fact's head attends to the entity."""
+        dropped = torch.nonzero(~keep).flatten()
+        if not len(dropped) or not len(self.adj):
+            return dropped[:0], dropped[:0]
+        n = self.node.num_embeddings
+        kept = self.adj.row * n + self.adj.col
+        order = torch.argsort(kept)
+        head, tail = edge_index[:, dropped]
+        want = tail * n + head
+        at = torch.searchsorted(kept[order], want).clamp(max=len(kept) - 1)
+        found = kept[order][at] == want
+        return dropped[found], order[at[found]]
+
     def edge_weights(self) -> torch.Tensor:
         """The attention of every edge, in the graph's edge order (for explanations)."""
         weights = torch.zeros(self.edge_count, dtype=self.attention.dtype, device=self.attention.device)
         weights[self.kept_edges[self.adj.order]] = self.attention
-        if len(self.kept_edges) < self.edge_count:
-            # A reverse edge the model does not propagate (kg_direction: stated) is weighted by
-            # its fact's attention: how much the fact's head attends to the entity.
-            n = self.node.num_embeddings
-            kept = self.adj.row * n + self.adj.col
-            order = torch.argsort(kept)
-            dropped = torch.ones(self.edge_count, dtype=torch.bool, device=weights.device)
-            dropped[self.kept_edges] = False
-            dropped = torch.nonzero(dropped).flatten()
-            head, tail = self.graph_edges[:, dropped]
-            want = tail * n + head
-            at = torch.searchsorted(kept[order], want).clamp(max=len(kept) - 1)
-            found = kept[order][at] == want
-            weights[dropped[found]] = self.attention[order[at[found]]]
+        weights[self.dropped_edges] = self.attention[self.dropped_partner]
         return weights
 
     def after_train_epoch(self) -> None:

@@ -83,9 +83,9 @@ class KgObjective(AuxiliaryObjective):
         return (len(self.head) + self.batch_size - 1) // self.batch_size
 
     def _init_corruption(self, graph: GraphBundle) -> None:
-        starts = torch.tensor(list(graph.node_offsets.values()))
-        counts = torch.tensor([graph.node_counts[t] for t in graph.node_offsets])
         if self.corrupt == "same_type":
+            starts = torch.tensor(list(graph.node_offsets.values()))
+            counts = torch.tensor([graph.node_counts[t] for t in graph.node_offsets])
             kind = torch.bucketize(self.tail, starts, right=True) - 1
             self.register_buffer("tail_start", starts[kind], persistent=False)
             self.register_buffer("tail_count", counts[kind], persistent=False)
