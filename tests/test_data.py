@@ -12,7 +12,7 @@ from kgflow.data.preprocess import kcore_filter, prepare_interactions
 from kgflow.data.recdata import RecData
 from kgflow.data.split import export_split, read_predefined, split_interactions
 from kgflow.errors import DataError
-from kgflow.training.sampling import NegativeSampler
+from kgflow.training.sampling import NegativeSampler, in_sorted
 from kgflow_plugins.datasets.synthetic import SyntheticParams, generate
 
 INTER = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
@@ -137,6 +137,14 @@ def test_negative_sampler_avoids_positives():
     neg = sampler.sample(torch.tensor([0] * 200 + [1] * 200), 3, gen)
     assert (neg[:200] == 3).all()
     assert not (neg[200:] == 3).any()
+
+
+def test_in_sorted_membership_by_binary_search():
+    keys = torch.unique(torch.tensor([7, 3, 3, 12]))
+    probe = torch.tensor([[3, 4], [12, 13]])
+    assert in_sorted(keys, probe).tolist() == [[True, False], [True, False]]
+    assert in_sorted(keys, torch.tensor([0, 100])).tolist() == [False, False]  # both ends
+    assert not in_sorted(torch.tensor([], dtype=torch.long), torch.tensor([1])).any()
 
 
 def test_negative_sampler_never_draws_excluded_items():

@@ -18,7 +18,7 @@ from pydantic import Field
 from torch import nn
 
 from kgflow.plugin import (AuxiliaryObjective, Component, GraphBundle, GraphEncoder, KgEmbeddings,
-                           ObjectiveContext, Params, hookimpl)
+                           ObjectiveContext, Params, hookimpl, in_sorted)
 from kgflow.errors import KgflowError
 
 
@@ -108,9 +108,7 @@ class KgObjective(AuxiliaryObjective):
         return (head * self.n_relations + rel) * self.n_nodes + tail
 
     def _is_true_fact(self, head: torch.Tensor, rel: torch.Tensor, tail: torch.Tensor) -> torch.Tensor:
-        key = self._fact_key(head, rel, tail)
-        at = torch.searchsorted(self.true_facts, key).clamp(max=len(self.true_facts) - 1)
-        return self.true_facts[at] == key
+        return in_sorted(self.true_facts, self._fact_key(head, rel, tail))
 
     def _draw(self, size: int, generator: torch.Generator | None) -> torch.Tensor:
         draw = torch.rand(size, generator=generator).to(self.candidates.device)
