@@ -129,6 +129,31 @@ def summarize(args: argparse.Namespace) -> None:
         per_seed = ", ".join(f"{r['seed']}: {r['test']['ndcg@10']:.4f}"
                              for r in rows[(model, system, control)])
         print(f"- {model} / {system} / {control}: {per_seed}")
+    print()
+    paired_over_splits(list(latest.values()))
+
+
+def paired_over_splits(records: list[dict]) -> None:
+    """kgflow against RecBole per model, every training seed counted: each split's mean over its
+    runs, then the mean difference over the splits both systems ran, with its standard error.
+    One run per split is about as noisy as the gap being measured, hence runs with more seeds."""
+    runs: dict[tuple, list[float]] = {}
+    for r in records:
+        if r["control"] == "none" and not r.get("tag"):
+            key = (r["model"], r["system"], r.get("split_seed", r["seed"]))
+            runs.setdefault(key, []).append(r["test"]["ndcg@10"])
+    for model in sorted({m for m, _, _ in runs}):
+        splits = sorted({s for m, y, s in runs if m == model and y == "kgflow"}
+                        & {s for m, y, s in runs if m == model and y == "recbole"})
+        if not splits:
+            continue
+        diffs = [statistics.mean(runs[(model, "kgflow", s)]) - statistics.mean(runs[(model, "recbole", s)])
+                 for s in splits]
+        se = statistics.stdev(diffs) / len(diffs) ** 0.5 if len(diffs) > 1 else float("nan")
+        counts = ", ".join(f"{s}: {len(runs[(model, 'kgflow', s)])} vs {len(runs[(model, 'recbole', s)])}"
+                           for s in splits)
+        print(f"- {model}, kgflow minus RecBole over {len(splits)} splits (runs per split {counts}): "
+              f"{statistics.mean(diffs):+.4f} ± {se:.4f} (standard error)")
 
 
 def main() -> None:
