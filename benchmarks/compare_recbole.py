@@ -92,8 +92,8 @@ def run_recbole(args: argparse.Namespace) -> None:
         for model in args.models:
             raw = args.work / f"{system}-raw-{model}-{seed}.jsonl"
             raw.unlink(missing_ok=True)
-            subprocess.run([args.recbole_python, tool, PAIRS[model], "--split-dir",
-                            str(folder), "--stopping-step", str(RECBOLE_STOPPING_STEP), "--epochs", str(EPOCHS),
+            subprocess.run([args.recbole_python, tool, PAIRS[model], "--split-dir", str(folder),
+                            "--stopping-step", str(RECBOLE_STOPPING_STEP), "--epochs", str(EPOCHS),
                             "--out", str(raw)], check=True, cwd=args.peers / "run",
                            env=dict(env, RB_SEED=str(seed)))
             r = json.loads(raw.read_text().splitlines()[-1])
