@@ -31,8 +31,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PAIRS = {"mf": "BPR", "lightgcn": "LightGCN"}  # kgflow pipeline -> RecBole model
 PATIENCE, EPOCHS = 100, 1500  # as in pipelines/protocols/movielens.yaml
-# RecBole stops after stopping_step + 1 evaluations without gain, kgflow after `patience`.
-RECBOLE_STOPPING_STEP = PATIENCE - 1
+
+
+def recbole_stopping_step(patience: int) -> int:
+    """RecBole's ``stopping_step`` for kgflow's ``patience``: RecBole stops after
+    ``stopping_step + 1`` evaluations without gain, kgflow after ``patience``."""
+    return patience - 1
 
 
 def kgflow_cmd() -> list[str]:
@@ -93,7 +97,7 @@ def run_recbole(args: argparse.Namespace) -> None:
             raw = args.work / f"{system}-raw-{model}-{seed}.jsonl"
             raw.unlink(missing_ok=True)
             subprocess.run([args.recbole_python, tool, PAIRS[model], "--split-dir", str(folder),
-                            "--stopping-step", str(RECBOLE_STOPPING_STEP), "--epochs", str(EPOCHS),
+                            "--stopping-step", str(recbole_stopping_step(PATIENCE)), "--epochs", str(EPOCHS),
                             "--out", str(raw)], check=True, cwd=args.peers / "run",
                            env=dict(env, RB_SEED=str(seed)))
             r = json.loads(raw.read_text().splitlines()[-1])

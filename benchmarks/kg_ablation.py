@@ -27,10 +27,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import compare_recbole  # noqa: E402
-from compare_recbole import REPO, _recbole_fields, kgflow_cmd, seeded_copy, stat  # noqa: E402
+from compare_recbole import (REPO, _recbole_fields, kgflow_cmd, recbole_stopping_step,  # noqa: E402
+                             seeded_copy, stat)
 
 PATIENCE, EPOCHS = 11, 300  # as in pipelines/protocols/movielens-kg.yaml
-RECBOLE_STOPPING_STEP = PATIENCE - 1  # RecBole stops after stopping_step + 1 evaluations without gain
 KG_PROTOCOL = ["--set", "preprocess.kg_linked_only=true", "--set", f"train.epochs={EPOCHS}",
                "--set", f"train.early_stopping.patience={PATIENCE}"]
 #: kgflow model -> (pipeline, extra --set options, RecBole counterpart)
@@ -91,7 +91,7 @@ def run_recbole(args: argparse.Namespace) -> None:
             raw = args.work / f"recbole-{theirs}-{seed}{on}.jsonl"
             raw.unlink(missing_ok=True)
             subprocess.run([args.recbole_python, tool, theirs, "--split-dir", str(folder),
-                            "--stopping-step", str(RECBOLE_STOPPING_STEP), "--epochs", str(EPOCHS),
+                            "--stopping-step", str(recbole_stopping_step(PATIENCE)), "--epochs", str(EPOCHS),
                             "--out", str(raw)], check=True, cwd=args.peers / "run",
                            env=dict(env, RB_SEED=str(seed)))
             record = json.loads(raw.read_text().splitlines()[-1])
@@ -137,22 +137,20 @@ def paired_over_splits(records: list[dict]) -> None:
     """kgflow against RecBole per model, every training seed counted: each split's mean over its
     runs, then the mean difference over the splits both systems ran, with its standard error.
     One run per split is about as noisy as the gap being measured, hence runs with more seeds."""
-    runs: dict[tuple, list[float]] = {}
+    runs: dict[tuple, dict[str, list[float]]] = {}  # (model, split seed) -> system -> test NDCG@10
     for r in records:
         if r["control"] == "none" and not r.get("tag"):
-            key = (r["model"], r["system"], r.get("split_seed", r["seed"]))
-            runs.setdefault(key, []).append(r["test"]["ndcg@10"])
-    for model in sorted({m for m, _, _ in runs}):
-        splits = sorted({s for m, y, s in runs if m == model and y == "kgflow"}
-                        & {s for m, y, s in runs if m == model and y == "recbole"})
-        if not splits:
+            cell = runs.setdefault((r["model"], r.get("split_seed", r["seed"])), {})
+            cell.setdefault(r["system"], []).append(r["test"]["ndcg@10"])
+    for model in sorted({m for m, _ in runs}):
+        both = [(split, cell) for (m, split), cell in sorted(runs.items())
+                if m == model and {"kgflow", "recbole"} <= cell.keys()]
+        if not both:
             continue
-        diffs = [statistics.mean(runs[(model, "kgflow", s)]) - statistics.mean(runs[(model, "recbole", s)])
-                 for s in splits]
+        diffs = [statistics.mean(cell["kgflow"]) - statistics.mean(cell["recbole"]) for _, cell in both]
         se = statistics.stdev(diffs) / len(diffs) ** 0.5 if len(diffs) > 1 else float("nan")
-        counts = ", ".join(f"{s}: {len(runs[(model, 'kgflow', s)])} vs {len(runs[(model, 'recbole', s)])}"
-                           for s in splits)
-        print(f"- {model}, kgflow minus RecBole over {len(splits)} splits (runs per split {counts}): "
+        counts = ", ".join(f"{split}: {len(cell['kgflow'])} vs {len(cell['recbole'])}" for split, cell in both)
+        print(f"- {model}, kgflow minus RecBole over {len(both)} splits (runs per split {counts}): "
               f"{statistics.mean(diffs):+.4f} ± {se:.4f} (standard error)")
 
 
