@@ -64,17 +64,20 @@ def run(pipeline: str, overrides: tuple[str, ...], out: str | None, overwrite: b
     """Train and evaluate PIPELINE; write a run directory."""
     from kgflow.config import load_pipeline
     from kgflow.runs.report import print_metrics
-    from kgflow.runs.runner import default_out, run_pipeline
+    from kgflow.runs.runner import default_out, is_writer, run_pipeline
 
     if overwrite and resume:
         raise click.UsageError("--overwrite and --resume exclude each other")
     loaded = load_pipeline(pipeline, overrides)
     target = Path(out) if out else default_out(loaded)
-    click.echo(f"kgflow {__version__}: running {loaded.name} -> {target}")
+    speaks = is_writer(loaded.config.trainer)  # under DDP, rank 0 speaks for every process
+    if speaks:
+        click.echo(f"kgflow {__version__}: running {loaded.name} -> {target}")
     result = run_pipeline(loaded, target, overwrite=overwrite, resume=resume, progress=progress,
                           echo=click.echo)
-    print_metrics(result)
-    click.echo(f"metrics: {target / 'metrics.json'}")
+    if speaks:
+        print_metrics(result)
+        click.echo(f"metrics: {target / 'metrics.json'}")
 
 
 @cli.command()
@@ -320,7 +323,11 @@ def recommend(run_dir: str, users: tuple[str, ...], liked: tuple[str, ...], prof
               help="File to write (default: RUN_DIR/exports/<what>.<format>); never overwritten "
               "without --overwrite.")
 @click.option("--overwrite", is_flag=True)
-def export(run_dir: str, what: str, k: int, fmt: str, out: str | None, overwrite: bool) -> None:
+@click.option("--chunk", type=click.IntRange(min=1), default=None,
+              help="Users scored at once (bounds memory at chunk x items; default: the pipeline's "
+              "eval.batch_users).")
+def export(run_dir: str, what: str, k: int, fmt: str, out: str | None, overwrite: bool,
+           chunk: int | None) -> None:
     """Export a finished run's top-k lists (every user; training items skipped, as in evaluation),
     its user and item embeddings with the original ids, or what its model offers (text-model)."""
     from kgflow.inference import TrainedRun
@@ -347,7 +354,7 @@ def export(run_dir: str, what: str, k: int, fmt: str, out: str | None, overwrite
         raise KgflowError(f"{target} exists; pass --overwrite to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
     if what == "topk":
-        frames = {"": run.topk_all(k)}
+        frames = {"": run.topk_all(k, chunk=chunk)}
     else:
         users, items = run.embeddings()
         frames = {"users": users.reset_index(), "items": items.reset_index()}
@@ -420,11 +427,15 @@ def explain_check(run_dir: str, sample: int, k: int, seed: int, hub_share: float
 @click.option("--split", "run_dir", required=True, type=click.Path(file_okay=False),
               help="A finished run whose split (and metrics settings) to evaluate on.")
 @click.option("--stage", type=click.Choice(["test", "valid"]), default="test", show_default=True)
-def evaluate(scores: str, run_dir: str, stage: str) -> None:
+@click.option("--chunk", type=click.IntRange(min=1), default=None,
+              help="Users scored at once (bounds memory at chunk x items; default: the pipeline's "
+              "eval.batch_users).")
+def evaluate(scores: str, run_dir: str, stage: str, chunk: int | None) -> None:
     """Score an external user x item score file on a run's split with kgflow's metrics."""
     from kgflow.inference import TrainedRun, evaluate_scores, read_scores
 
-    result, notes = evaluate_scores(read_scores(scores), TrainedRun.load(run_dir), stage=stage)
+    result, notes = evaluate_scores(read_scores(scores), TrainedRun.load(run_dir), stage=stage,
+                                    chunk=chunk)
     for note in notes:
         click.echo(f"note: {note}")
     for group, values in result.items():

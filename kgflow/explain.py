@@ -62,12 +62,17 @@ class Explainer:
         is_item = (self.kg["dst"] >= self.item_offset) & (self.kg["dst"] < self.item_offset + n_items)
         items_per_entity = self.kg[is_item].groupby("src").size()
         self.hubs = set(items_per_entity.index[items_per_entity.to_numpy() > max_item_share * n_items])
-        self.edge_weights: dict[tuple[int, int], float] | None = None
+        # Edge weights as sorted (src, dst) keys and their weights, looked up by binary search: a
+        # Python dict of every edge would cost gigabytes on a large graph.
+        self.edge_weights: tuple[np.ndarray, np.ndarray] | None = None
+        self.n_nodes = graph.num_nodes
         for module in run.model.modules():
             getter = getattr(module, "edge_weights", None)
             weights = getter() if callable(getter) else None
             if weights is not None:
-                self.edge_weights = dict(zip(zip(src.tolist(), dst.tolist()), weights.tolist()))
+                keys = src.astype(np.int64) * self.n_nodes + dst
+                order = np.argsort(keys, kind="stable")
+                self.edge_weights = (keys[order], weights.detach().float().cpu().numpy()[order])
                 break
         with torch.no_grad():
             items = run.model().item.float()
@@ -92,7 +97,12 @@ class Explainer:
         return self.titles.get(str(self.run.split.item_ids[item]), str(self.run.split.item_ids[item]))
 
     def _weight(self, a: int, b: int) -> float:
-        return self.edge_weights.get((a, b), 0.0) if self.edge_weights is not None else 0.0
+        if self.edge_weights is None:
+            return 0.0
+        keys, weights = self.edge_weights
+        key = int(a) * self.n_nodes + int(b)
+        at = int(np.searchsorted(keys, key))
+        return float(weights[at]) if at < len(keys) and keys[at] == key else 0.0
 
     def paths(self, user: int, item: int, limit: int = 3) -> list[Path]:
         """The strongest ``u -> j -> e -> i`` paths for dense user and item indices."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -24,6 +24,8 @@ import pandas as pd
 import torch
 
 from kgflow.errors import KgflowError, RunDirError
+from kgflow.evaluation.ranking import CSR
+from kgflow.evaluation.topk import chunked_topk, known_items, mask_known, topk_frame
 
 Exclude = Literal["seen", "train", "none"]
 
@@ -38,6 +40,8 @@ class TrainedRun:
     graph: object
     model: torch.nn.Module
     metrics: dict
+    #: The model's embeddings and the known-item indices, computed once and reused by every call.
+    cache: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def load(cls, path: str | Path) -> "TrainedRun":
@@ -89,24 +93,30 @@ class TrainedRun:
         """Dense indices of original item ids; an unknown id is an error naming close ones."""
         return _positions(self.split.item_ids, items, "item")
 
-    def _known(self, exclude: Exclude) -> list[np.ndarray]:
-        parts = {"seen": (self.split.train, self.split.valid, self.split.test),
-                 "train": (self.split.train,), "none": ()}[exclude]
-        return list(parts)
+    def _known(self, exclude: Exclude) -> CSR | None:
+        """Each user's items to skip, as a CSR index built once per ``exclude``."""
+        if exclude == "none":
+            return None
+        key = ("known", exclude)
+        if key not in self.cache:
+            parts = {"seen": [self.split.train, self.split.valid, self.split.test],
+                     "train": [self.split.train]}[exclude]
+            self.cache[key] = known_items(parts, self.split.n_users, self.split.n_items)
+        return self.cache[key]
+
+    @torch.no_grad()
+    def _embeddings(self):
+        if "emb" not in self.cache:
+            self.cache["emb"] = self.model()
+        return self.cache["emb"]
 
     # -- scores ------------------------------------------------------------------------------
     @torch.no_grad()
     def scores(self, users: np.ndarray, exclude: Exclude = "seen") -> torch.Tensor:
         """Scores of every item for dense user indices, known items at ``-inf``."""
-        emb = self.model()
         index = torch.as_tensor(users, dtype=torch.long)
-        scores = self.model.full_scores(emb, index).float()
-        row = {int(u): i for i, u in enumerate(users)}
-        for part in self._known(exclude):
-            mask = np.isin(part.user, users)
-            rows = torch.as_tensor([row[int(u)] for u in part.user[mask]], dtype=torch.long)
-            scores[rows, torch.as_tensor(part.item[mask], dtype=torch.long)] = -torch.inf
-        return scores
+        scores = self.model.full_scores(self._embeddings(), index).float()
+        return mask_known(scores, index, self._known(exclude))
 
     def recommend(self, users: list[str], k: int = 10, exclude: Exclude = "seen") -> pd.DataFrame:
         """Top-``k`` items for each user (original ids), skipping items the user already has."""
@@ -122,7 +132,7 @@ class TrainedRun:
             raise KgflowError("a new user needs at least one liked item (--liked) or a profile "
                               "text (--profile)")
         index = torch.as_tensor(self.item_index(liked), dtype=torch.long)
-        emb = self.model()
+        emb = self._embeddings()
         try:
             vector = self.model.new_user(emb, index, text if text and text.strip() else None)
         except TypeError as exc:
@@ -142,24 +152,30 @@ class TrainedRun:
                              "item": self.split.item_ids[top.indices.numpy()],
                              "score": top.values.numpy()})
 
-    def _topk(self, index: np.ndarray, k: int, exclude: Exclude) -> pd.DataFrame:
-        scores = self.scores(index, exclude)
-        k = min(k, scores.shape[1])
-        top = torch.topk(scores, k, dim=1)
-        rows = []
-        for i, u in enumerate(index):
-            for rank, (item, score) in enumerate(zip(top.indices[i].tolist(), top.values[i].tolist()), 1):
-                if score == -np.inf:
-                    break
-                rows.append((self.split.user_ids[u], rank, self.split.item_ids[item], score))
-        return pd.DataFrame(rows, columns=["user", "rank", "item", "score"])
+    @torch.no_grad()
+    def _topk(self, index: np.ndarray, k: int, exclude: Exclude, chunk: int | None = None) -> pd.DataFrame:
+        emb = self._embeddings()
+        chunk = chunk or self.loaded.config.eval.batch_users  # type: ignore[attr-defined]
+        top, values = chunked_topk(lambda users: self.model.full_scores(emb, users),
+                                   torch.as_tensor(index, dtype=torch.long), k, self._known(exclude),
+                                   chunk)
+        return topk_frame(self.split.user_ids, self.split.item_ids, index, top, values)
 
-    def topk_all(self, k: int = 50, exclude: Exclude = "train", batch: int = 1024) -> pd.DataFrame:
+    @torch.no_grad()
+    def top_items(self, k: int, exclude: Exclude = "train", chunk: int | None = None) -> torch.Tensor:
+        """Dense indices of every user's ``k`` best items (``[n_users, k]``), ``chunk`` users at a
+        time: what a distillation teacher hands its student."""
+        emb = self._embeddings()
+        top, _ = chunked_topk(lambda users: self.model.full_scores(emb, users),
+                              torch.arange(self.split.n_users), k, self._known(exclude),
+                              chunk or self.loaded.config.eval.batch_users)  # type: ignore[attr-defined]
+        return top
+
+    def topk_all(self, k: int = 50, exclude: Exclude = "train", chunk: int | None = None) -> pd.DataFrame:
         """Top-``k`` for every user (by default skipping only training items, as the evaluation
-        does, so the lists can be scored on the validation and test parts)."""
-        frames = [self._topk(np.arange(s, min(s + batch, self.split.n_users)), k, exclude)
-                  for s in range(0, self.split.n_users, batch)]
-        return pd.concat(frames, ignore_index=True)
+        does, so the lists can be scored on the validation and test parts), ``chunk`` users at a
+        time (default: the pipeline's ``eval.batch_users``)."""
+        return self._topk(np.arange(self.split.n_users), k, exclude, chunk)
 
     @torch.no_grad()
     def embeddings(self) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -232,7 +248,7 @@ def read_scores(path: str | Path) -> pd.DataFrame:
 
 def evaluate_scores(frame: pd.DataFrame, run: "TrainedRun | None" = None, *, split=None,
                     stage: str = "test", ks: list[int] | None = None,
-                    metrics: list[str] | None = None) -> tuple[dict, list[str]]:
+                    metrics: list[str] | None = None, chunk: int | None = None) -> tuple[dict, list[str]]:
     """Score external ``user, item, score`` rows on a split with kgflow's own full-ranking
     evaluation: items without a score rank below every scored one, known items are masked as in
     training runs. Returns the metrics per group and the problems found in the file (NaN scores,
@@ -244,6 +260,7 @@ def evaluate_scores(frame: pd.DataFrame, run: "TrainedRun | None" = None, *, spl
     split = split if split is not None else run.split  # type: ignore[union-attr]
     cfg = run.loaded.config if run is not None else None  # type: ignore[union-attr]
     ks = ks or (cfg.eval.ks if cfg else [10, 20])
+    chunk = chunk or (cfg.eval.batch_users if cfg else 1024)
     names = metrics or (cfg.eval.metrics if cfg else ["recall", "ndcg", "hit", "mrr", "precision", "map"])
     notes = []
     nan = frame["score"].isna()
@@ -262,19 +279,25 @@ def evaluate_scores(frame: pd.DataFrame, run: "TrainedRun | None" = None, *, spl
                      "and were left out")
     users, items, values = users[~unknown], items[~unknown], frame["score"].to_numpy()[~unknown]
     task = EvalTask.for_stage(split, stage)
-    scored = set(users.tolist())
-    missing = [u for u in task.users.tolist() if u not in scored]
-    if missing:
+    missing = np.setdiff1d(task.users.numpy(), users)
+    if len(missing):
         notes.append(f"{len(missing):,} of {len(task.users):,} evaluated users have no scores "
                      "(they count, with every item tied last)")
     registry = get_registry()
     fns = {m: registry.get("metric", m).factory(registry.get("metric", m).params(), MetricContext())
            for m in names}
     evaluator = RankingEvaluator(task, ks, fns)
-    matrix = torch.full((split.n_users, split.n_items), -1e30, dtype=torch.float64)
-    matrix[torch.as_tensor(users, dtype=torch.long), torch.as_tensor(items, dtype=torch.long)] = \
-        torch.as_tensor(values, dtype=torch.float64)
-    for start in range(0, len(task.users), 1024):
-        chunk = task.users[start:start + 1024]
-        evaluator.add(chunk, matrix.index_select(0, chunk).float())
+    # The scored rows grouped by user (a CSR index); each chunk of users gets a dense block of its
+    # own, so memory is chunk x items however many users the file scores.
+    order = np.argsort(users, kind="stable")
+    users, items, values = users[order], items[order], values[order]
+    indptr = torch.from_numpy(np.searchsorted(users, np.arange(split.n_users + 1)))
+    scored = CSR(indptr, torch.as_tensor(items, dtype=torch.long))
+    value_of = torch.as_tensor(values, dtype=torch.float64)
+    for start in range(0, len(task.users), chunk):
+        part = task.users[start:start + chunk]
+        row, at = scored.positions(part)
+        block = torch.full((len(part), split.n_items), -1e30, dtype=torch.float64)
+        block[row, scored.indices[at]] = value_of[at]
+        evaluator.add(part, block.float())
     return evaluator.result(), notes

@@ -128,6 +128,42 @@ def _trainer_issues(trainer: dict[str, Any], located: Located) -> list[ConfigIss
             hint = _did_you_mean(key, allowed) or "see lightning.Trainer's arguments"
             issues.append(ConfigIssue(f"unknown lightning.Trainer argument {key!r}",
                                       path=format_path(path), file=file, line=line, hint=hint))
+    return issues + _distributed_issues(trainer, located)
+
+
+def _distributed_issues(trainer: dict[str, Any], located: Located) -> list[ConfigIssue]:
+    """Device counts and strategies kgflow cannot run correctly, refused with the reason."""
+    from kgflow.training.distributed import DDP_STRATEGIES, REFUSED_STRATEGIES, is_distributed
+
+    issues = []
+
+    def issue(key: str, message: str, hint: str | None = None) -> None:
+        file, line = located.where(("trainer", key))
+        issues.append(ConfigIssue(message, path=f"trainer.{key}", file=file, line=line,
+                                  value=trainer[key], has_value=True, hint=hint))
+
+    devices = trainer.get("devices", 1)
+    if "devices" in trainer:
+        ok = (devices == "auto" or (isinstance(devices, int) and not isinstance(devices, bool)
+                                    and (devices >= 1 or devices == -1))
+              or (isinstance(devices, str) and devices.isdigit() and int(devices) >= 1)
+              or (isinstance(devices, list) and devices and all(isinstance(d, int) for d in devices)))
+        if not ok:
+            issue("devices", "devices must be a positive count, -1 or 'auto' (every device), or a "
+                  "list of device indices", "e.g. devices: 2")
+            return issues
+    nodes = trainer.get("num_nodes", 1)
+    if "num_nodes" in trainer and (not isinstance(nodes, int) or isinstance(nodes, bool) or nodes < 1):
+        issue("num_nodes", "num_nodes must be a positive count of machines")
+        return issues
+    strategy = trainer.get("strategy", "auto")
+    if not isinstance(strategy, str):
+        return issues
+    if strategy in REFUSED_STRATEGIES:
+        issue("strategy", f"kgflow does not run strategy {strategy!r}: {REFUSED_STRATEGIES[strategy]}")
+    elif is_distributed(trainer) and strategy not in ("auto", *DDP_STRATEGIES):
+        issue("strategy", f"several processes need a DDP strategy, not {strategy!r}",
+              "strategy: ddp (one process per device; Lightning, torchrun or SLURM start them)")
     return issues
 
 

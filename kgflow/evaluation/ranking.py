@@ -11,6 +11,10 @@ import torch
 from kgflow.data.recdata import Interactions, Split, csr_of
 
 MetricFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+#: Sums a tensor over every process (DDP), or returns it as it is.
+Reducer = Callable[[torch.Tensor], torch.Tensor]
+#: Concatenates every process's rows of a tensor (DDP).
+Gatherer = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass
@@ -33,15 +37,20 @@ class CSR:
     def lengths(self) -> torch.Tensor:
         return self.indptr[1:] - self.indptr[:-1]
 
-    def rows(self, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(row position in ``users``, item) pairs for the given users."""
+    def positions(self, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(row position in ``users``, position in ``indices``) of every entry of the given users,
+        so that values stored alongside ``indices`` can be read too."""
         starts = self.indptr[users]
         lens = self.indptr[users + 1] - starts
         row = torch.repeat_interleave(torch.arange(len(users)), lens)
         first = torch.repeat_interleave(torch.cumsum(lens, 0) - lens, lens)
         offset = torch.arange(int(lens.sum())) - first
-        col = self.indices[torch.repeat_interleave(starts, lens) + offset]
-        return row, col
+        return row, torch.repeat_interleave(starts, lens) + offset
+
+    def rows(self, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(row position in ``users``, item) pairs for the given users."""
+        row, at = self.positions(users)
+        return row, self.indices[at]
 
 
 @dataclass
@@ -123,18 +132,48 @@ class RankingEvaluator:
                     bucket.setdefault(f"{name}@{k}", []).append(fn(hits[:, :k], n_pos))
             self._users.setdefault(group, []).append(users[keep])
 
-    def per_user(self, group: str = "all") -> dict[str, torch.Tensor]:
-        """Every metric's value per evaluated user of ``group`` (``"user"``: dense user ids)."""
-        if group not in self._values:
-            return {}
-        out = {"user": torch.cat(self._users[group])}
-        out.update({key: torch.cat(vals) for key, vals in self._values[group].items()})
+    def keys(self) -> list[str]:
+        """Every metric key this evaluator reports, in a fixed order (``ndcg@10``, ..., ``auc``)."""
+        out = []
+        for name, fn in self.metrics.items():
+            if getattr(fn, "whole_ranking", False):
+                out.append(name)
+            else:
+                out += [f"{name}@{k}" for k in self.ks]
         return out
 
-    def result(self) -> dict[str, dict[str, float]]:
-        """Mean of each metric over the users that have truth items in each group."""
+    def per_user(self, group: str = "all", gather: Gatherer | None = None) -> dict[str, torch.Tensor]:
+        """Every metric's value per evaluated user of ``group`` (``"user"``: dense user ids).
+        ``gather`` collects every process's rows under DDP (it is a collective call: every rank
+        must make it)."""
+        local = {"user": torch.cat(self._users[group]) if group in self._users
+                 else torch.zeros(0, dtype=torch.long)}
+        bucket = self._values.get(group, {})
+        local.update({key: torch.cat(bucket[key]) if key in bucket else torch.zeros(0)
+                      for key in self.keys()})
+        if gather is not None:
+            local = {key: gather(value) for key, value in local.items()}
+        return local if len(local["user"]) else {}
+
+    def result(self, reduce: Reducer | None = None) -> dict[str, dict[str, float]]:
+        """Mean of each metric over the users that have truth items in each group.
+
+        Sums are kept in float64 and, under DDP, summed over every process by ``reduce`` (a
+        collective call) before dividing, so several processes report the numbers one would."""
+        keys, groups = self.keys(), list(self.task.groups)
+        sums = torch.zeros(len(groups), len(keys) + 1, dtype=torch.float64)
+        for g, group in enumerate(groups):
+            bucket = self._values.get(group, {})
+            for j, key in enumerate(keys):
+                if key in bucket:
+                    sums[g, j] = torch.cat(bucket[key]).double().sum()
+            sums[g, -1] = sum(len(u) for u in self._users.get(group, []))
+        if reduce is not None:
+            sums = reduce(sums)
         out: dict[str, dict[str, float]] = {}
-        for group, bucket in self._values.items():
-            out[group] = {key: float(torch.cat(vals).mean()) for key, vals in bucket.items()}
-            out[group]["users"] = int(sum(len(u) for u in self._users[group]))
+        for g, group in enumerate(groups):
+            users = int(sums[g, -1])
+            if users:
+                out[group] = {key: float(sums[g, j] / users) for j, key in enumerate(keys)}
+                out[group]["users"] = users
         return out

@@ -28,6 +28,7 @@ from kgflow.plugin import (BuilderContext, DatasetContext, EncoderContext, Fusio
 from kgflow.registry import Registry, get_registry
 from kgflow.runs import environment
 from kgflow.runs.rundir import RunDir, atomic_write_json, atomic_write_text
+from kgflow.training.distributed import devices_per_node, is_distributed, launch_rank
 
 
 @dataclass
@@ -103,6 +104,8 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*overridden `transfer_batch_to_device`.*")
     warnings.filterwarnings("ignore", message=".*isinstance.*treespec.*")
+    # kgflow reduces its evaluation sums over DDP processes itself before logging them.
+    warnings.filterwarnings("ignore", message=".*when logging on epoch level in distributed.*")
 
 
 def resolved_yaml(loaded: LoadedPipeline) -> str:
@@ -125,19 +128,18 @@ def run_pipeline(loaded: LoadedPipeline, out: str | Path | None = None, *, overw
     registry = registry or get_registry()
     cfg = loaded.config
     run = RunDir(out or default_out(loaded))
-    run.check(overwrite=overwrite, resume=resume)
+    # Under DDP every process runs this function; only global rank 0 checks, replaces and writes
+    # the run directory (the others find it there when they need a checkpoint).
+    writer = is_writer(cfg.trainer)
+    if not writer:
+        echo = _silent
+    if writer:
+        run.check(overwrite=overwrite, resume=resume)
     # Data problems (missing files, nothing left after filtering) surface before anything is written.
     t_start = time.perf_counter()
     prepared = prepare(loaded, registry)
-    run.prepare(overwrite=overwrite, resume=resume)
-    if resume:
-        previous = (run.path / "resolved.yaml").read_text()
-        if previous.split("\n", 1)[1] != resolved_yaml(loaded).split("\n", 1)[1]:
-            raise KgflowError(f"{run.path}: the pipeline differs from the one this run started with; "
-                              "resume needs the same pipeline and --set options")
-    else:
-        atomic_write_text(run.path / "resolved.yaml", resolved_yaml(loaded))
-    run.set_state("running", pipeline=str(loaded.source), pid=os.getpid())
+    if writer:
+        start_run_dir(run, loaded, overwrite=overwrite, resume=resume)
     try:
         _quiet_lightning()
         environment.tune_allocator()
@@ -148,11 +150,12 @@ def run_pipeline(loaded: LoadedPipeline, out: str | Path | None = None, *, overw
             f"{k} {v:,}" for k, v in split.stats().items()) + f" (fingerprint {fingerprint})")
         graph = build_graph(loaded, prepared, registry)
         echo("graph: " + "; ".join(graph.report.lines()))
-        atomic_write_json(run.path / "graph.json", graph.report.as_dict())
-        plugins = [{"name": p.name, "package": p.package, "version": p.version}
-                   for p in registry.plugins]
-        atomic_write_json(run.path / "environment.json",
-                          environment.describe(cfg.seed, fingerprint, plugins))
+        if writer:
+            atomic_write_json(run.path / "graph.json", graph.report.as_dict())
+            plugins = [{"name": p.name, "package": p.package, "version": p.version}
+                       for p in registry.plugins]
+            atomic_write_json(run.path / "environment.json",
+                              environment.describe(cfg.seed, fingerprint, plugins))
 
         model = build_recommender(loaded, prepared, graph, registry)
         if cfg.train.init_from and not resume:
@@ -176,7 +179,8 @@ def run_pipeline(loaded: LoadedPipeline, out: str | Path | None = None, *, overw
         train_epochs = list(module.timing["train_epoch"])
         trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)
         trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)
-        artifacts = [str(p.relative_to(run.path)) for p in model.save_artifacts(run.path / "artifacts")]
+        artifacts = ([str(p.relative_to(run.path)) for p in model.save_artifacts(run.path / "artifacts")]
+                     if writer else [])
         for artifact in artifacts:
             echo(f"saved {run.path / artifact}")
         evals = module.timing["eval"]
@@ -197,16 +201,41 @@ def run_pipeline(loaded: LoadedPipeline, out: str | Path | None = None, *, overw
             "split": split.stats(),
             "data_fingerprint": fingerprint,
             "accelerator": str(trainer.accelerator.__class__.__name__).replace("Accelerator", "").lower(),
+            "processes": trainer.world_size,
         }
         result.update(model.extra_metrics())
-        atomic_write_json(run.path / "metrics.json", result)
-        write_per_user(run.path / "test_per_user.csv", module.evaluators["test"].per_user(), split)
-        atomic_write_text(run.path / "report.md", render_report(loaded, result, graph))
-        run.finish()
+        if writer:
+            atomic_write_json(run.path / "metrics.json", result)
+            write_per_user(run.path / "test_per_user.csv", module.test_per_user, split)
+            atomic_write_text(run.path / "report.md", render_report(loaded, result, graph))
+            run.finish()
         return result
     except BaseException as exc:
-        run.fail(f"{type(exc).__name__}: {exc}")
+        if writer:
+            run.fail(f"{type(exc).__name__}: {exc}")
         raise
+
+
+def _silent(*args: Any, **kwargs: Any) -> None:
+    """The ``echo`` of processes other than rank 0: one process speaks for the run."""
+
+
+def is_writer(trainer: dict[str, Any]) -> bool:
+    """Whether this process writes the run directory: the one of global rank 0."""
+    return launch_rank(devices_per_node(trainer)) == 0
+
+
+def start_run_dir(run: RunDir, loaded: LoadedPipeline, *, overwrite: bool, resume: bool) -> None:
+    """Create (or reopen, to resume) the run directory and record the pipeline in it."""
+    run.prepare(overwrite=overwrite, resume=resume)
+    if resume:
+        previous = (run.path / "resolved.yaml").read_text()
+        if previous.split("\n", 1)[1] != resolved_yaml(loaded).split("\n", 1)[1]:
+            raise KgflowError(f"{run.path}: the pipeline differs from the one this run started with; "
+                              "resume needs the same pipeline and --set options")
+    else:
+        atomic_write_text(run.path / "resolved.yaml", resolved_yaml(loaded))
+    run.set_state("running", pipeline=str(loaded.source), pid=os.getpid())
 
 
 def build_objectives(loaded: LoadedPipeline, split: Split, model: Recommender, graph: GraphBundle,
@@ -230,6 +259,7 @@ def build_training(loaded: LoadedPipeline, split: Split, model: Recommender, run
                    graph: GraphBundle | None = None) -> tuple[Any, Any, Any, Any]:
     """The Lightning trainer, module and data module for a model, with kgflow's callbacks."""
     import lightning as L
+    import torch
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
@@ -264,6 +294,15 @@ def build_training(loaded: LoadedPipeline, split: Split, model: Recommender, run
         "enable_model_summary": False, "num_sanity_val_steps": 0, "log_every_n_steps": 1,
     }
     trainer_args.update(cfg.trainer)
+    if is_distributed(cfg.trainer):
+        trainer_args["strategy"] = ddp_strategy(trainer_args.get("strategy", "auto"),
+                                                unused_parameters=bool(objectives))
+        # Buffers (graphs, sparse adjacency, cached text vectors) are built alike in every process:
+        # DDP neither broadcasts them at start (it cannot broadcast sparse ones) nor on each step.
+        module._ddp_params_and_buffers_to_ignore = [name for name, _ in module.named_buffers()]
+        if not torch.cuda.is_available() or trainer_args.get("accelerator") == "cpu":
+            # Processes on one machine's CPUs share its cores instead of each taking all of them.
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // devices_per_node(cfg.trainer)))
     try:
         trainer = L.Trainer(max_epochs=cfg.train.epochs, callbacks=[checkpoint, last],
                             check_val_every_n_epoch=cfg.train.eval_every,
@@ -274,6 +313,22 @@ def build_training(loaded: LoadedPipeline, split: Split, model: Recommender, run
         where = f"{file}:{line} " if file else ""
         raise KgflowError(f"{where}trainer: lightning.Trainer refused these settings: {exc}") from None
     return trainer, module, datamodule, checkpoint
+
+
+def ddp_strategy(name: Any, unused_parameters: bool) -> Any:
+    """Lightning's DDP for a validated multi-process run.
+
+    Buffers are not broadcast: kgflow's buffers (graphs, cached text vectors) are built alike in
+    every process or recomputed from the synchronised weights, and a per-step broadcast of them
+    would cost more than the step. Alternating objectives leave some parameters without a
+    gradient in a step, so their presence turns on DDP's search for unused parameters."""
+    from lightning.pytorch.strategies import DDPStrategy
+
+    if not isinstance(name, str):  # a Strategy object from Python: the caller's choice
+        return name
+    find_unused = {"ddp_find_unused_parameters_true": True,
+                   "ddp_find_unused_parameters_false": False}.get(name, unused_parameters)
+    return DDPStrategy(find_unused_parameters=find_unused, broadcast_buffers=False)
 
 
 def write_per_user(path: Path, values: dict[str, Any], split: Split) -> None:

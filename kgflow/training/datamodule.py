@@ -3,6 +3,10 @@ for full-ranking evaluation.
 
 Batches are dictionaries of tensors, so that full-graph training and (later) sampled-subgraph
 training can hand models the same interface.
+
+Under DDP every rank builds this module alike and takes its own shard: ``train.batch_size`` stays
+the global batch (each of W ranks trains on ``ceil(batch_size / W)`` rows of it per step, so an
+optimiser step sees as many pairs as on one device) and evaluation users are dealt out in turn.
 """
 from __future__ import annotations
 
@@ -14,12 +18,20 @@ import torch
 from kgflow.data.recdata import Split
 from kgflow.evaluation.ranking import EvalTask
 from kgflow.models import AuxiliaryObjective
+from kgflow.training.distributed import shard_rows
 from kgflow.training.sampling import NegativeSampler
 
 
 class PairBatches:
     """One epoch of (user, positive, negatives) batches, reshuffled and resampled per epoch from a
-    generator seeded with ``seed + epoch`` (so a resumed run sees the batches it would have seen)."""
+    generator seeded with ``seed + epoch`` (so a resumed run sees the batches it would have seen).
+
+    With ``world > 1`` (DDP), every rank draws the same permutation and keeps its shard of it
+    (every ``world``-th pair, padded by wrap-around to equal length), and draws its negatives from
+    a stream of its own seeded by (seed, epoch, rank); alternating objectives' batches are drawn
+    alike on every rank and each rank trains on its rows of them. One rank of one (the default)
+    draws exactly as a single-process run always has.
+    """
 
     def __init__(self, users: torch.Tensor, items: torch.Tensor, sampler: NegativeSampler,
                  batch_size: int, negatives: int, seed: int) -> None:
@@ -27,29 +39,54 @@ class PairBatches:
         self.sampler = sampler
         self.batch_size, self.negatives, self.seed = batch_size, negatives, seed
         self.epoch = 0
+        self.rank, self.world = 0, 1
         self.alternating: list[tuple[int, AuxiliaryObjective]] = []
 
+    def shard(self, rank: int, world: int) -> None:
+        """Take rank ``rank``'s share of every epoch among ``world`` processes."""
+        self.rank, self.world = rank, world
+
+    @property
+    def rank_batch_size(self) -> int:
+        return -(-self.batch_size // self.world)
+
     def __len__(self) -> int:
-        own = (len(self.users) + self.batch_size - 1) // self.batch_size
+        rows = -(-len(self.users) // self.world)
+        own = -(-rows // self.rank_batch_size)
         return own + sum(objective.num_batches() for _, objective in self.alternating)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        self.epoch += 1
         perm = torch.randperm(len(self.users), generator=gen)
-        users, items = self.users[perm], self.items[perm]
-        neg = self.sampler.sample(users, self.negatives, gen)
-        for start in range(0, len(users), self.batch_size):
-            end = start + self.batch_size
+        if self.world == 1:
+            users, items = self.users[perm], self.items[perm]
+            neg = self.sampler.sample(users, self.negatives, gen)
+        else:
+            rows = perm[shard_rows(len(perm), self.rank, self.world)]
+            users, items = self.users[rows], self.items[rows]
+            own = torch.Generator().manual_seed(
+                ((self.seed * 1_000_003 + self.epoch) * 7919 + self.rank + 1) % (2 ** 63))
+            neg = self.sampler.sample(users, self.negatives, own)
+        self.epoch += 1
+        size = self.rank_batch_size
+        for start in range(0, len(users), size):
+            end = start + size
             yield {"user": users[start:end], "pos": items[start:end], "neg": neg[start:end]}
         for index, objective in self.alternating:
             tag = torch.tensor([index])
             for batch in objective.batches(gen):
-                yield {**batch, "objective": tag}
+                yield {**self._rows_of_rank(batch), "objective": tag}
+
+    def _rows_of_rank(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if self.world == 1:
+            return batch
+        n = len(next(iter(batch.values())))
+        rows = shard_rows(n, self.rank, self.world)
+        return {key: value[rows.to(value.device)] for key, value in batch.items()}
 
 
 class UserChunks:
-    """The users to evaluate, in chunks."""
+    """The users to evaluate, in chunks (under DDP, each rank's share of them)."""
 
     def __init__(self, users: torch.Tensor, size: int) -> None:
         self.users, self.size = users, size
@@ -82,13 +119,23 @@ class RecDataModule(L.LightningDataModule):
                     task.users = task.users[pick.sort().values]
         self.eval_batch_users = eval_batch_users
 
+    def _rank_world(self) -> tuple[int, int]:
+        if self.trainer is None:
+            return 0, 1
+        return self.trainer.global_rank, self.trainer.world_size
+
     def train_dataloader(self) -> PairBatches:
         if self.trainer is not None:
             self.train_batches.epoch = self.trainer.current_epoch
+        self.train_batches.shard(*self._rank_world())
         return self.train_batches
 
+    def _eval_chunks(self, stage: str) -> UserChunks:
+        rank, world = self._rank_world()
+        return UserChunks(self.tasks[stage].users[rank::world], self.eval_batch_users)
+
     def val_dataloader(self) -> UserChunks:
-        return UserChunks(self.tasks["valid"].users, self.eval_batch_users)
+        return self._eval_chunks("valid")
 
     def test_dataloader(self) -> UserChunks:
-        return UserChunks(self.tasks["test"].users, self.eval_batch_users)
+        return self._eval_chunks("test")

@@ -10,6 +10,7 @@ import torch
 from kgflow.config.schema import TrainConfig
 from kgflow.evaluation.ranking import EvalTask, MetricFn, RankingEvaluator
 from kgflow.models import AuxiliaryObjective, Embeddings, GraphEncoder, Recommender
+from kgflow.training.distributed import all_gather_rows, all_reduce_sum, rank_and_world
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -31,6 +32,8 @@ class RecModule(L.LightningModule):
         self.evaluators = {stage: RankingEvaluator(task, ks, metrics) for stage, task in tasks.items()}
         self._emb: Embeddings | None = None
         self.results: dict[str, dict[str, dict[str, float]]] = {}
+        #: Every test user's metrics (all processes' users under DDP), set by testing.
+        self.test_per_user: dict[str, torch.Tensor] = {}
         self.timing: dict[str, list[float]] = {"train_epoch": [], "eval": []}
         self._t0 = 0.0
 
@@ -94,10 +97,13 @@ class RecModule(L.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         self._close_train_epoch()
+        # Every rank logs (the same number of times), averaged over ranks under DDP.
+        distributed = rank_and_world()[1] > 1
         if self._loss_count:
-            self.log("train/loss", self._loss_sum / self._loss_count, prog_bar=True)
+            self.log("train/loss", self._loss_sum / self._loss_count, prog_bar=True,
+                     sync_dist=distributed)
         if self._aux_count:
-            self.log("train/aux_loss", self._aux_sum / self._aux_count)
+            self.log("train/aux_loss", self._aux_sum / self._aux_count, sync_dist=distributed)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         cfg = self.train_cfg
@@ -123,7 +129,13 @@ class RecModule(L.LightningModule):
         self.evaluators[stage].add(batch["user"], scores)
 
     def _eval_end(self, stage: str) -> None:
-        result = self.evaluators[stage].result()
+        # Under DDP each rank ranked its share of the users: metric sums are reduced over all
+        # processes (collective calls, made by every rank) so that every rank logs the same values.
+        distributed = rank_and_world()[1] > 1
+        evaluator = self.evaluators[stage]
+        result = evaluator.result(all_reduce_sum if distributed else None)
+        if stage == "test":
+            self.test_per_user = evaluator.per_user(gather=all_gather_rows if distributed else None)
         self.results[stage] = result
         self._emb = None
         self.timing["eval"].append(time.perf_counter() - self._eval_t0)

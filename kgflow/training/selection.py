@@ -31,7 +31,9 @@ class BestCheckpoint(L.Callback):
 
     @property
     def best_model_path(self) -> str:
-        return str(self.path) if self.path.is_file() else ""
+        # From the callback's state, not the file system: under DDP only rank 0 writes the file,
+        # and every rank must agree on which checkpoint to test.
+        return str(self.path) if self.best_epoch is not None else ""
 
     def _score(self, trainer: L.Trainer) -> Optional[float]:
         value = trainer.callback_metrics.get(self.monitor)

@@ -16,7 +16,8 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from kgflow.plugin import Component, Embeddings, FusionContext, Params, Recommender, hookimpl
+from kgflow.plugin import (Component, Embeddings, FusionContext, Params, Recommender, hookimpl,
+                           in_sorted)
 from kgflow_plugins.text import SavesLanguageModel, TrainableText, pool, training_items_by_user
 
 
@@ -139,14 +140,15 @@ def pointwise_eval(model: CrossEncoderRecommender, split, pairs: int, seed: int)
     test = split.test
     pick = rng.choice(len(test.user), min(pairs, len(test.user)), replace=False)
     users, pos = test.user[pick], test.item[pick]
-    known = set()
-    for part in (split.train, split.valid, split.test):
-        known.update(zip(part.user.tolist(), part.item.tolist()))
+    # every known pair as one sorted integer key; redraw only the drawn items that hit one
+    known = torch.unique(torch.cat([torch.from_numpy(part.user.astype(np.int64) * split.n_items + part.item)
+                                    for part in (split.train, split.valid, split.test)]))
     neg = rng.integers(0, split.n_items, len(users))
-    for i, (u, j) in enumerate(zip(users.tolist(), neg.tolist())):
-        while (u, j) in known:
-            j = int(rng.integers(0, split.n_items))
-        neg[i] = j
+    for _ in range(100):
+        hit = in_sorted(known, torch.from_numpy(users.astype(np.int64) * split.n_items + neg)).numpy()
+        if not hit.any():
+            break
+        neg[hit] = rng.integers(0, split.n_items, int(hit.sum()))
     model.eval()
     device = model.head[1].weight.device
     u = torch.as_tensor(np.concatenate([users, users]), device=device)

@@ -26,13 +26,12 @@ import time
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import torch
 from pydantic import Field
 from torch import nn
 
-from kgflow.plugin import (Component, Embeddings, EncoderRecommender, FusionContext, GraphEncoder,
-                           KgflowError, Params, hookimpl)
+from kgflow.plugin import (Component, ConfigCheck, ConfigIssue, Embeddings, EncoderRecommender,
+                           FusionContext, GraphEncoder, KgflowError, Params, hookimpl, is_distributed)
 
 
 class DistillParams(Params):
@@ -121,11 +120,8 @@ class DistilledStudent(EncoderRecommender):
         top_n = min(self.params.top_n, split.n_items)
         with torch.no_grad():
             emb = teacher.model()
-            top = []
-            for s in range(0, split.n_users, 1024):
-                scores = teacher.scores(np.arange(s, min(s + 1024, split.n_users)), exclude="train")
-                top.append(torch.topk(scores, top_n, dim=1).indices)
-        self.register_buffer("teacher_top", torch.cat(top), persistent=False)
+            top = teacher.top_items(top_n, exclude="train")
+        self.register_buffer("teacher_top", top, persistent=False)
         ranks = torch.arange(top_n, dtype=torch.float32)
         self.register_buffer("rank_weights", torch.exp(-ranks / self.params.rank_decay), persistent=False)
         self.register_buffer("teacher_user", nn.functional.normalize(pca(emb.user.float(), dim), dim=1),
@@ -189,6 +185,25 @@ def build_distill(params: DistillParams, ctx: FusionContext) -> DistilledStudent
         check_teacher(path, ctx.split.fingerprint())
         model.attach_teacher(path, ctx.split, dim)
     return model
+
+
+def check_inline_teacher_alone(config, registry) -> list[ConfigIssue]:
+    """An inline teacher pipeline is trained inside the model's construction, which every DDP
+    process repeats: several processes would train it into one folder at once."""
+    if registry.get("fusion", config.fusion.name).name != "distill":
+        return []
+    teacher = str(config.fusion.params.get("teacher", ""))
+    if is_distributed(config.trainer) and Path(teacher).suffix in (".yaml", ".yml"):
+        return [ConfigIssue("an inline teacher pipeline cannot be trained inside a multi-process "
+                            "run", path="fusion.params.teacher",
+                            hint=f"train it first (kgflow run {teacher}) and name its run directory")]
+    return []
+
+
+@hookimpl
+def kgflow_config_checks() -> list[ConfigCheck]:
+    return [ConfigCheck("distill-teacher-ddp", check_inline_teacher_alone,
+                        "an inline distillation teacher runs in a single process")]
 
 
 @hookimpl
