@@ -56,6 +56,15 @@ class GraphEncoder(nn.Module):
         has such a notion (attention); explanations rank KG paths by it."""
         return None
 
+    def forward_sampled(self, nodes: torch.Tensor, edge_index: torch.Tensor,
+                        edge_id: torch.Tensor) -> torch.Tensor:
+        """Output vectors of ``nodes`` (global ids; users and items alike, ``[len(nodes), d]``)
+        computed on a sampled subgraph: ``edge_index`` holds local positions in ``nodes`` (row 0
+        sends, row 1 receives), ``edge_id`` each edge's position in the full graph (for its
+        relation or weight). Encoders that support ``train.sampling: neighbor`` implement it and
+        register with ``provides=("neighbor_sampling",)``."""
+        raise TypeError(f"{type(self).__name__} cannot train on sampled subgraphs")
+
     def kg_embeddings(self) -> "KgEmbeddings":
         """The layer-0 tables a KG embedding objective (TransE, TransR) trains; encoders over a
         graph with relations implement it."""
@@ -217,6 +226,12 @@ class EncoderRecommender(Recommender):
 
     def forward(self) -> Embeddings:
         return self.encoder()
+
+    def train_forward(self, batch: dict[str, torch.Tensor]) -> Embeddings:
+        if "n_id" in batch:  # a sampled subgraph: users and items are rows of one local table
+            out = self.encoder.forward_sampled(batch["n_id"], batch["sub_edge_index"], batch["sub_edge_id"])
+            return Embeddings(out, out)
+        return self()
 
     def regularization(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
         rows = self.encoder.ego(users, torch.cat([pos.reshape(-1), neg.reshape(-1)]))

@@ -108,6 +108,28 @@ class EarlyStopping(Strict):
                                               "score ties the best: later (RecBole's rule) or earlier")
 
 
+class Sampling(Strict):
+    method: Literal["full", "neighbor"] = Field(
+        "full", description="full: every step propagates over the whole graph; neighbor: each step "
+        "runs the encoder on its batch's sampled neighbourhood (mini-batch training)")
+    fanouts: Optional[list[int]] = Field(
+        None, description="neighbor: incoming edges kept per node at each hop, one per encoder layer "
+        "(-1 keeps all), e.g. [10, 10] for two layers")
+
+    @field_validator("fanouts")
+    @classmethod
+    def _fanouts(cls, value: Optional[list[int]]) -> Optional[list[int]]:
+        if value is not None and (not value or any(f == 0 or f < -1 for f in value)):
+            raise ValueError("fanouts must be a non-empty list of positive counts (or -1 for all)")
+        return value
+
+    @model_validator(mode="after")
+    def _needs_fanouts(self) -> "Sampling":
+        if self.method == "neighbor" and self.fanouts is None:
+            raise ValueError("sampling method neighbor needs fanouts, one per encoder layer, e.g. [10, 10]")
+        return self
+
+
 class TrainConfig(Strict):
     epochs: int = Field(300, ge=1)
     batch_size: int = Field(2048, ge=1)
@@ -118,6 +140,8 @@ class TrainConfig(Strict):
     init_from: Optional[str] = Field(
         None, description="warm start: a finished run directory on the same split whose best weights "
         "initialise every parameter with the same name and shape (the rest keep their own init)")
+    sampling: Sampling = Field(default_factory=Sampling,
+                               description="full-graph or sampled-subgraph (mini-batch) training")
     early_stopping: Optional[EarlyStopping] = Field(default_factory=EarlyStopping,
                                                     description="null trains all epochs, keeping the best")
 

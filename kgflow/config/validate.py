@@ -212,6 +212,7 @@ def resolve_components(config: PipelineConfig, located: Located,
         except ValidationError as exc:
             issues += issues_from_validation(exc, located, path + ("params",), comp.params)
     issues += _capability_issues(config, located, registry)
+    issues += _sampling_issues(config, located, registry)
     for i, metric in enumerate(config.eval.metrics):
         try:
             registry.get("metric", metric)
@@ -262,6 +263,53 @@ def _capability_issues(config: PipelineConfig, located: Located,
                 path=format_path(path), file=file, line=line,
                 hint=f"builders that provide it: {', '.join(offer)}" if offer else None))
     return issues
+
+
+SAMPLING = "neighbor_sampling"
+
+
+def _sampling_issues(config: PipelineConfig, located: Located, registry: Registry) -> list[ConfigIssue]:
+    """``train.sampling: neighbor`` needs a fusion and encoders that train on sampled subgraphs
+    (they register ``provides=("neighbor_sampling",)``), one fan-out per encoder layer."""
+    sampling = config.train.sampling
+    if sampling.method != "neighbor":
+        return []
+    issues = []
+    path = ("train", "sampling", "method")
+    file, line = located.where(path)
+    slots = [(("fusion",), "fusion", config.fusion)]
+    slots += [(("encoders", role), "encoder", ref) for role, ref in config.encoders.items()]
+    for slot, kind, ref in slots:
+        try:
+            comp = registry.get(kind, ref.name)
+        except PluginError:
+            continue  # reported on its own
+        if SAMPLING not in comp.provides:
+            able = [c.name for c in registry.components(kind) if SAMPLING in c.provides]
+            issues.append(ConfigIssue(
+                f"{kind} {comp.name!r} ({format_path(slot)}) cannot train on sampled subgraphs",
+                path=format_path(path), file=file, line=line, value="neighbor", has_value=True,
+                hint=f"use sampling method full, or a {kind} that can: {', '.join(able) or 'none installed'}"))
+            continue
+        depth = _layers(ref)
+        if kind == "encoder" and depth is not None and len(sampling.fanouts or []) != depth:
+            fpath = ("train", "sampling", "fanouts")
+            ffile, fline = located.where(fpath)
+            issues.append(ConfigIssue(
+                f"{len(sampling.fanouts or [])} fan-out(s) for encoder {comp.name!r} with {depth} "
+                "layer(s): give one fan-out per layer", path=format_path(fpath), file=ffile,
+                line=fline, value=sampling.fanouts, has_value=True))
+    return issues
+
+
+def _layers(ref: ComponentRef) -> int | None:
+    """An encoder's depth from its ``layers`` parameter (a count, or one size per layer)."""
+    layers = getattr(ref.parsed, "layers", None) if ref._parsed is not None else None
+    if isinstance(layers, int):
+        return layers
+    if isinstance(layers, (list, tuple)):
+        return len(layers)
+    return None
 
 
 def _whole_ranking(registry: Registry, name: str) -> bool:

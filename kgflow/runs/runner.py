@@ -138,6 +138,7 @@ def run_pipeline(loaded: LoadedPipeline, out: str | Path | None = None, *, overw
     # Data problems (missing files, nothing left after filtering) surface before anything is written.
     t_start = time.perf_counter()
     prepared = prepare(loaded, registry)
+    prepare_seconds = time.perf_counter() - t_start
     if writer:
         start_run_dir(run, loaded, overwrite=overwrite, resume=resume)
     try:
@@ -190,6 +191,7 @@ def run_pipeline(loaded: LoadedPipeline, out: str | Path | None = None, *, overw
             "best_epoch": checkpoint.best_epoch,
             "timing": {
                 "epochs": trainer.current_epoch,
+                "prepare_seconds": prepare_seconds,
                 "seconds_per_epoch": sum(train_epochs) / max(len(train_epochs), 1),
                 "eval_seconds": sum(evals) / max(len(evals), 1),
                 "fit_seconds": fit_seconds,
@@ -276,6 +278,10 @@ def build_training(loaded: LoadedPipeline, split: Split, model: Recommender, run
         metrics[name] = comp.factory(comp.params(), MetricContext())
     datamodule = RecDataModule(split, cfg.train.batch_size, cfg.objective.negatives,
                                cfg.eval.batch_users, cfg.seed, cfg.eval.max_users)
+    sampling = cfg.train.sampling
+    if sampling.method == "neighbor" and graph is not None:
+        datamodule.sample_neighbourhoods(graph.edge_index, graph.num_nodes, sampling.fanouts or [],
+                                         graph.node_offsets.get("user", 0), graph.node_offsets["item"])
     objectives = build_objectives(loaded, split, model, graph, registry) if graph is not None else []
     datamodule.train_batches.alternating = [(i, o) for i, o in enumerate(objectives)
                                             if o.schedule == "alternate"]

@@ -19,6 +19,7 @@ from kgflow.data.recdata import Split
 from kgflow.evaluation.ranking import EvalTask
 from kgflow.models import AuxiliaryObjective
 from kgflow.training.distributed import shard_rows
+from kgflow.training.neighbors import NeighborSampler
 from kgflow.training.sampling import NegativeSampler
 
 
@@ -41,6 +42,9 @@ class PairBatches:
         self.epoch = 0
         self.rank, self.world = 0, 1
         self.alternating: list[tuple[int, AuxiliaryObjective]] = []
+        #: Set for sampled-subgraph training: each batch then carries its sampled neighbourhood.
+        self.neighbors: NeighborSampler | None = None
+        self.user_offset, self.item_offset = 0, 0
 
     def shard(self, rank: int, world: int) -> None:
         """Take rank ``rank``'s share of every epoch among ``world`` processes."""
@@ -71,11 +75,26 @@ class PairBatches:
         size = self.rank_batch_size
         for start in range(0, len(users), size):
             end = start + size
-            yield {"user": users[start:end], "pos": items[start:end], "neg": neg[start:end]}
+            batch = {"user": users[start:end], "pos": items[start:end], "neg": neg[start:end]}
+            if self.neighbors is not None:
+                batch.update(self._neighbourhood(batch, gen if self.world == 1 else own))
+            yield batch
         for index, objective in self.alternating:
             tag = torch.tensor([index])
             for batch in objective.batches(gen):
                 yield {**self._rows_of_rank(batch), "objective": tag}
+
+    def _neighbourhood(self, batch: dict[str, torch.Tensor],
+                       generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """The batch's sampled subgraph, and where its users and items sit in it (``*_at``)."""
+        users, pos, neg = batch["user"], batch["pos"], batch["neg"]
+        seeds = torch.cat([users + self.user_offset, pos + self.item_offset,
+                           neg.flatten() + self.item_offset])
+        sub = self.neighbors.sample(seeds, generator)  # type: ignore[union-attr]
+        b = len(users)
+        return {"n_id": sub.nodes, "sub_edge_index": sub.edge_index, "sub_edge_id": sub.edge_id,
+                "user_at": sub.seeds[:b], "pos_at": sub.seeds[b:2 * b],
+                "neg_at": sub.seeds[2 * b:].view_as(neg)}
 
     def _rows_of_rank(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if self.world == 1:
@@ -102,6 +121,7 @@ class UserChunks:
 class RecDataModule(L.LightningDataModule):
     def __init__(self, split: Split, batch_size: int, negatives: int, eval_batch_users: int,
                  seed: int, max_users: int | None = None) -> None:
+        """Full-graph training batches; :meth:`sample_neighbourhoods` turns on sampled subgraphs."""
         super().__init__()
         self.split = split
         users = torch.from_numpy(split.train.user)
@@ -118,6 +138,12 @@ class RecDataModule(L.LightningDataModule):
                     pick = torch.randperm(len(task.users), generator=gen)[:max_users]
                     task.users = task.users[pick.sort().values]
         self.eval_batch_users = eval_batch_users
+
+    def sample_neighbourhoods(self, edge_index: torch.Tensor, num_nodes: int, fanouts: list[int],
+                              user_offset: int, item_offset: int) -> None:
+        """Give every training batch its sampled neighbourhood in the graph (mini-batch training)."""
+        self.train_batches.neighbors = NeighborSampler(edge_index, num_nodes, fanouts)
+        self.train_batches.user_offset, self.train_batches.item_offset = user_offset, item_offset
 
     def _rank_world(self) -> tuple[int, int]:
         if self.trainer is None:

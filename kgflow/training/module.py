@@ -53,8 +53,11 @@ class RecModule(L.LightningModule):
             return loss
         emb = self.model.train_forward(batch)
         users, pos, neg = batch["user"], batch["pos"], batch["neg"]
-        pos_scores = self.model.score(emb, users, pos)
-        neg_scores = self.model.score(emb, users, neg)
+        # A sampled-subgraph batch's embeddings are rows of its subgraph: score by position there.
+        at_user, at_pos, at_neg = (batch.get("user_at", users), batch.get("pos_at", pos),
+                                   batch.get("neg_at", neg))
+        pos_scores = self.model.score(emb, at_user, at_pos)
+        neg_scores = self.model.score(emb, at_user, at_neg)
         loss = self.loss_fn(pos_scores, neg_scores)
         if self.l2 > 0:
             loss = loss + self.l2 * self.model.regularization(users, pos, neg)

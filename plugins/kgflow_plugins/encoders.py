@@ -99,9 +99,39 @@ class LightGCN(GraphEncoder):
         extra = graph.num_nodes - self.n_users - self.n_items
         self.other = _embedding(extra, params) if extra > 0 else None
         self.register_buffer("adj", normalized_adjacency(graph), persistent=False)
+        # full-graph degrees, for sampled-subgraph training's edge weights
+        self.register_buffer("degree", torch.bincount(graph.edge_index[0], minlength=graph.num_nodes).float(),
+                             persistent=False)
 
     def forward(self) -> Embeddings:
         return self.propagate(self.user.weight, self.item.weight)
+
+    def _rows(self, nodes: torch.Tensor) -> torch.Tensor:
+        """Layer-0 vectors of global node ids, from the user, item and other tables."""
+        x = self.user.weight.new_zeros(len(nodes), self.user.weight.shape[1])
+        tables = [(self.user_offset, self.n_users, self.user), (self.item_offset, self.n_items, self.item)]
+        if self.other is not None:
+            tables.append((self.n_users + self.n_items, self.other.num_embeddings, self.other))
+        for start, count, table in tables:
+            at = torch.nonzero((nodes >= start) & (nodes < start + count)).flatten()
+            x = x.index_put((at,), table.weight.index_select(0, nodes[at] - start))
+        return x
+
+    def forward_sampled(self, nodes: torch.Tensor, edge_index: torch.Tensor,
+                        edge_id: torch.Tensor) -> torch.Tensor:
+        """LightGCN on a sampled subgraph. An edge keeps its full-graph weight
+        ``1/sqrt(d_u d_v)``, scaled by ``d_v / sampled_v`` (the receiver's degree over its sampled
+        edges), so each aggregate is an unbiased estimate of the full-graph one."""
+        src, dst = edge_index[0], edge_index[1]
+        degree = self.degree.index_select(0, nodes)
+        sampled = torch.bincount(dst, minlength=len(nodes)).float().clamp(min=1)
+        weight = (degree[src] * degree[dst]).rsqrt() * (degree[dst] / sampled[dst])
+        x = self._rows(nodes)
+        total = x
+        for _ in range(self.layers):
+            x = torch.zeros_like(x).index_add(0, dst, x.index_select(0, src) * weight.unsqueeze(1))
+            total = total + x
+        return total / (self.layers + 1)
 
     def propagate(self, user0: torch.Tensor, item0: torch.Tensor) -> Embeddings:
         parts = [user0, item0] + ([self.other.weight] if self.other is not None else [])
@@ -141,5 +171,6 @@ def kgflow_components() -> list[Component]:
         Component("encoder", "mf", build_mf, EmbeddingParams,
                   "matrix factorisation (BPR-MF): ID embeddings, no graph", aliases=("bpr-mf",)),
         Component("encoder", "lightgcn", build_lightgcn, LightGCNParams,
-                  "LightGCN: weightless symmetric-normalised propagation, mean over layers"),
+                  "LightGCN: weightless symmetric-normalised propagation, mean over layers",
+                  provides=("neighbor_sampling",)),
     ]

@@ -275,7 +275,8 @@ def check_roles(config, registry) -> list[ConfigIssue]:
 def kgflow_components() -> list[Component]:
     return [
         Component("fusion", "none", build_none, NoParams,
-                  "no fusion: the graph encoder alone (encoders.graph)", aliases=("id-only",)),
+                  "no fusion: the graph encoder alone (encoders.graph)", aliases=("id-only",),
+                  provides=("neighbor_sampling",)),
         Component("fusion", "content", build_content, NoParams,
                   "text only: cosine between the user's and the item's text embeddings (encoders.text)"),
         Component("fusion", "feature", build_feature, FeatureParams,

@@ -100,6 +100,32 @@ class PygEncoder(NodeTable):
     def forward(self) -> Embeddings:
         return self._split(self._run(self._layer0()))
 
+    def forward_sampled(self, nodes: torch.Tensor, edge_index: torch.Tensor,
+                        edge_id: torch.Tensor) -> torch.Tensor:
+        """The K convolutions on a sampled subgraph (every node's output; the subgraph's own
+        degrees normalise, as in torch-geometric's neighbour-loader training)."""
+        act = ACTIVATIONS[self.params.activation]
+        x = self.node.weight.index_select(0, nodes)
+        outputs = [x]
+        cached = [conv for conv in self.convs if getattr(conv, "cached", False)]
+        for conv in cached:  # a normalisation cached for the full graph must not be reused here
+            conv.cached = False
+        try:
+            for i, conv in enumerate(self.convs):
+                x = conv(x, edge_index, **self.edge_inputs(edge_id))
+                if i < len(self.convs) - 1:
+                    x = act(x)
+                x = F.dropout(x, self.params.dropout, self.training)
+                outputs.append(x)
+        finally:
+            for conv in cached:
+                conv.cached = True
+        if self.params.combine == "last":
+            return outputs[-1]
+        if self.params.combine == "concat":
+            return torch.cat(outputs, dim=1)
+        return torch.stack(outputs).mean(0)
+
     def propagate(self, user0: torch.Tensor, item0: torch.Tensor) -> Embeddings:
         return self._split(self._run(self._layer0(user0, item0)))
 
@@ -171,9 +197,12 @@ def _build(cls: type[PygEncoder]):
 def kgflow_components() -> list[Component]:
     return [
         Component("encoder", "gcn", _build(GCNEncoder), GCNParams,
-                  "graph convolution (torch-geometric GCNConv); learns a weight per relation type"),
+                  "graph convolution (torch-geometric GCNConv); learns a weight per relation type",
+                  provides=("neighbor_sampling",)),
         Component("encoder", "sage", _build(SAGEEncoder), SAGEParams,
-                  "GraphSAGE (torch-geometric SAGEConv) over any builder's graph", aliases=("graphsage",)),
+                  "GraphSAGE (torch-geometric SAGEConv) over any builder's graph", aliases=("graphsage",),
+                  provides=("neighbor_sampling",)),
         Component("encoder", "gat", _build(GATEncoder), GATParams,
-                  "graph attention (torch-geometric GATConv) with relation vectors as edge features"),
+                  "graph attention (torch-geometric GATConv) with relation vectors as edge features",
+                  provides=("neighbor_sampling",)),
     ]
