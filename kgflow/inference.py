@@ -48,7 +48,8 @@ class TrainedRun:
         from kgflow.config import load_pipeline
         from kgflow.registry import get_registry
         from kgflow.runs.rundir import RUN_FORMAT
-        from kgflow.runs.runner import build_graph, build_recommender, prepare
+        from kgflow.runs.runner import Prepared, build_graph, build_recommender, prepare
+        from kgflow.runs.snapshot import has_snapshot, load_snapshot
 
         path = Path(path)
         status_file, metrics_file = path / "run.json", path / "metrics.json"
@@ -66,11 +67,16 @@ class TrainedRun:
         metrics = json.loads(metrics_file.read_text())
         loaded = load_pipeline(path / "resolved.yaml")
         registry = get_registry()
-        prepared = prepare(loaded, registry)
+        if has_snapshot(path):  # the run's own copy of its data: no raw files, no re-splitting
+            prepared = Prepared(*load_snapshot(path))
+            changed = "the run's saved data (data/) was altered; rerun the pipeline"
+        else:  # runs written before kgflow saved their data
+            prepared = prepare(loaded, registry)
+            changed = "the dataset files have changed"
         fingerprint = prepared.split.fingerprint()
         if fingerprint != metrics.get("data_fingerprint"):
             raise RunDirError(f"{path}: the data now gives split {fingerprint}, the run was trained on "
-                              f"{metrics.get('data_fingerprint')}; the dataset files have changed")
+                              f"{metrics.get('data_fingerprint')}; {changed}")
         graph = build_graph(loaded, prepared, registry)
         model = build_recommender(loaded, prepared, graph, registry, training=False)
         if checkpoint.is_file():

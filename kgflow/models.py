@@ -132,7 +132,8 @@ class Recommender(nn.Module):
         return (u * i).sum(-1)
 
     def full_scores(self, emb: Embeddings, users: torch.Tensor) -> torch.Tensor:
-        """Scores of every item for ``users`` ([B, n_items])."""
+        """Scores of every item for ``users`` ([B, n_items]): a new tensor, which the evaluation
+        masks in place (never return a stored tensor or a view of one)."""
         return emb.user.index_select(0, users) @ emb.item.T
 
     def regularization(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:

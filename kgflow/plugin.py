@@ -31,6 +31,7 @@ from kgflow.graph import INTERACT, INVERSE_SUFFIX
 from kgflow.models import (AuxiliaryObjective, Embeddings, EncoderRecommender, GraphEncoder,
                            KgEmbeddings, Recommender, fold_in, typical_user_norm)
 from kgflow.registry import Component, ConfigCheck, NoParams, Params, hookimpl
+from kgflow.registry.component import DataPath
 from kgflow.training.distributed import is_distributed
 from kgflow.training.sampling import in_sorted
 
@@ -112,4 +113,4 @@ __all__ = ["Component", "ConfigCheck", "NoParams", "Params", "hookimpl", "Datase
            "ObjectiveContext", "AuxiliaryObjective", "KgEmbeddings", "INTERACT", "INVERSE_SUFFIX",
            "RecData", "Split", "Interactions", "GraphBundle", "GraphReport", "GraphEncoder",
            "Recommender", "Embeddings", "EncoderRecommender", "fold_in", "typical_user_norm",
-           "ConfigIssue", "DataError", "KgflowError", "in_sorted", "is_distributed"]
+           "ConfigIssue", "DataError", "KgflowError", "in_sorted", "is_distributed", "DataPath"]

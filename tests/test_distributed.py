@@ -79,7 +79,8 @@ def test_one_rank_draws_as_a_single_process_always_has():
 def test_metric_sums_reduced_over_ranks_equal_one_process():
     n_users, n_items = 40, 30
     rng = np.random.default_rng(1)
-    truth = CSR(torch.arange(0, 2 * n_users + 1, 2), torch.from_numpy(rng.integers(0, n_items, 2 * n_users)))
+    pairs = np.sort(np.stack([rng.choice(n_items, 2, replace=False) for _ in range(n_users)]), axis=1)
+    truth = CSR(torch.arange(0, 2 * n_users + 1, 2), torch.from_numpy(pairs.flatten()))
     task = EvalTask(truth, CSR(torch.zeros(n_users + 1, dtype=torch.long), torch.zeros(0, dtype=torch.long)),
                     {"all": None}, torch.arange(n_users))
     from kgflow_plugins.metrics import recall, ndcg

@@ -183,3 +183,56 @@ def test_report_draws_pictures_for_one_and_several_runs(finished_run, tmp_path, 
     assert result.exit_code == 0, result.output
     assert (tmp_path / "two" / "comparison.png").stat().st_size > 1000
     assert "Comparison" in (tmp_path / "two" / "index.html").read_text()
+
+
+def test_a_run_serves_from_its_directory_alone(invoke, tmp_path, monkeypatch):
+    """A pipeline's relative data paths are relative to the pipeline file; once trained, the run
+    serves, exports and evaluates with the raw files gone and from another working directory."""
+    import shutil
+
+    from conftest import REPO
+
+    project = tmp_path / "project"
+    shutil.copytree(REPO / "examples" / "csv-data", project)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the pipeline's paths do not depend on where kgflow runs
+    run_dir = tmp_path / "run"
+    result = invoke("run", str(project / "pipeline.yaml"), "--out", str(run_dir), "--no-progress",
+                    "--set", "train.epochs=2")
+    assert result.exit_code == 0, result.output
+    resolved = (run_dir / "resolved.yaml").read_text()
+    assert str(project / "ratings.csv") in resolved  # recorded as read
+    before = TrainedRun.load(run_dir).recommend([str(TrainedRun.load(run_dir).split.user_ids[0])], k=5)
+    for raw in project.glob("*.csv"):
+        raw.unlink()
+    monkeypatch.chdir(tmp_path)
+    run = TrainedRun.load(run_dir)
+    pd.testing.assert_frame_equal(run.recommend([str(run.split.user_ids[0])], k=5), before)
+    out = tmp_path / "topk.parquet"
+    assert invoke("export", str(run_dir), "--what", "topk", "--k", "20", "--out", str(out)).exit_code == 0
+    metrics, _ = evaluate_scores(read_scores(out), run)
+    saved = json.loads((run_dir / "metrics.json").read_text())["test"]["all"]
+    assert metrics["all"]["ndcg@10"] == pytest.approx(saved["ndcg@10"], abs=1e-5)
+
+
+def test_a_damaged_saved_split_is_a_clear_error(finished_run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(finished_run, copy)
+    (copy / "data" / "split.parquet").write_bytes(b"not parquet")
+    with pytest.raises(RunDirError, match=r"split\.parquet: the run's saved data cannot be read"):
+        TrainedRun.load(copy)
+
+
+def test_data_paths_from_set_are_relative_to_the_current_directory(runner, tmp_path, monkeypatch):
+    from conftest import REPO
+    from kgflow.config import load_pipeline
+
+    monkeypatch.chdir(REPO)
+    loaded = load_pipeline(REPO / "examples" / "csv-data" / "pipeline.yaml",
+                           ["dataset.params.items.path=examples/csv-data/books.csv"])
+    params = loaded.config.dataset.parsed
+    assert params.interactions.path == str(REPO / "examples" / "csv-data" / "ratings.csv")
+    assert params.items.path == str(REPO / "examples" / "csv-data" / "books.csv")

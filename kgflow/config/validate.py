@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import os
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from kgflow.config.schema import ComponentRef, PipelineConfig
 from kgflow.config.yaml_loader import Located, YamlPath, format_path
 from kgflow.errors import ConfigError, ConfigIssue, PluginError
 from kgflow.registry import Registry, get_registry
+from kgflow.registry.component import _DataPathMarker
 
 #: Trainer arguments kgflow sets itself, and where the user sets them instead.
 RESERVED_TRAINER_KEYS = {
@@ -211,6 +213,8 @@ def resolve_components(config: PipelineConfig, located: Located,
             ref._parsed = comp.params.model_validate(ref.params)
         except ValidationError as exc:
             issues += issues_from_validation(exc, located, path + ("params",), comp.params)
+            continue
+        resolve_data_paths(ref._parsed, ref.params, located, path + ("params",))
     issues += _capability_issues(config, located, registry)
     issues += _sampling_issues(config, located, registry)
     for i, metric in enumerate(config.eval.metrics):
@@ -233,6 +237,39 @@ def resolve_components(config: PipelineConfig, located: Located,
                 path=format_path(path), file=file, line=line, value=stop.metric, has_value=True,
                 hint=_did_you_mean(stop.metric, valid) or "choose one of " + ", ".join(valid)))
     return issues
+
+
+def resolve_data_path(value: str, file: str | None) -> str:
+    """``value`` made absolute: relative to the folder of the pipeline ``file`` that wrote it, or to
+    the current directory when it came from ``--set`` (or from no file)."""
+    path = Path(value).expanduser()
+    if path.is_absolute():
+        return str(path)
+    base = Path.cwd() if not file or file.startswith(("--set", "<")) else Path(file).parent
+    return os.path.abspath(base / path)
+
+
+def _is_data_path(annotation: Any) -> bool:
+    if any(isinstance(meta, _DataPathMarker) for meta in getattr(annotation, "__metadata__", ())):
+        return True
+    return any(_is_data_path(arg) for arg in typing.get_args(annotation))
+
+
+def resolve_data_paths(model: BaseModel, raw: Any, located: Located, at: YamlPath) -> None:
+    """Make every :data:`~kgflow.plugin.DataPath` parameter of ``model`` (and of models inside it)
+    absolute, in the model and in the ``raw`` mapping it came from (so ``resolved.yaml`` records
+    where the data was read from, wherever the run is used later)."""
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        where = at + (name,)
+        if isinstance(value, BaseModel):
+            resolve_data_paths(value, raw.get(name) if isinstance(raw, dict) else None, located, where)
+        elif isinstance(value, str) and (_is_data_path(field.annotation)
+                                         or any(isinstance(m, _DataPathMarker) for m in field.metadata)):
+            absolute = resolve_data_path(value, located.where(where)[0])
+            setattr(model, name, absolute)
+            if isinstance(raw, dict) and name in raw:
+                raw[name] = absolute
 
 
 def _capability_issues(config: PipelineConfig, located: Located,
@@ -335,6 +372,8 @@ def validate_located(located: Located, source: str, registry: Registry | None = 
         config = PipelineConfig.model_validate(located.data)
     except ValidationError as exc:
         raise ConfigError(issues_from_validation(exc, located, (), PipelineConfig), source) from None
+    if config.split.path:  # a predefined split's folder is data, like a dataset's files
+        config.split.path = resolve_data_path(config.split.path, located.where(("split", "path"))[0])
     requirement_issues = check_requirements(config.requires, located)
     if requirement_issues:  # a missing plugin explains every unknown name after it: stop here
         raise ConfigError(requirement_issues, source)

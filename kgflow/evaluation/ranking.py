@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from kgflow.data.recdata import Interactions, Split, csr_of
+from kgflow.training.sampling import in_sorted
 
 MetricFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 #: Sums a tensor over every process (DDP), or returns it as it is.
@@ -100,18 +101,28 @@ class RankingEvaluator:
         self._values, self._users = {}, {}
 
     def add(self, users: torch.Tensor, scores: torch.Tensor) -> None:
-        """Rank ``scores`` ([B, n_items]) for ``users`` and record every metric at every k."""
+        """Rank ``scores`` ([B, n_items]) for ``users`` and record every metric at every k.
+
+        ``scores`` is a fresh block (what ``Recommender.full_scores`` returns): known items are
+        masked in it in place. Hits are looked up for the top-k items only (binary search in the
+        chunk's sorted truth keys), so no second B x items block is made unless a whole-ranking
+        metric (AUC) asks for one."""
         users = users.cpu()
-        scores = scores.detach().float().clone()
+        scores = scores.detach().float()
+        n_items = scores.shape[1]
         row, col = self.task.mask.rows(users)
         scores[row.to(scores.device), col.to(scores.device)] = -torch.inf
-        max_k = min(max(self.ks), scores.shape[1])
-        truth = torch.zeros(scores.shape, dtype=torch.bool)
+        max_k = min(max(self.ks), n_items)
         t_row, t_col = self.task.truth.rows(users)
-        truth[t_row, t_col] = True
+        whole = {name: fn for name, fn in self.metrics.items() if getattr(fn, "whole_ranking", False)}
+        truth = None
+        if whole:
+            truth = torch.zeros(scores.shape, dtype=torch.bool)
+            truth[t_row, t_col] = True
+        rows = torch.arange(len(users)).unsqueeze(1)
         for group, item_mask in self.task.groups.items():
-            g_truth = truth if item_mask is None else truth & item_mask
-            n_pos = g_truth.sum(1)
+            in_group = torch.ones_like(t_col, dtype=torch.bool) if item_mask is None else item_mask[t_col]
+            n_pos = torch.bincount(t_row[in_group], minlength=len(users))
             keep = n_pos > 0
             if not keep.any():
                 continue
@@ -120,11 +131,13 @@ class RankingEvaluator:
             else:  # rank the group's own items only
                 g_scores = scores.masked_fill(~item_mask.to(scores.device), -torch.inf)
             top = torch.topk(g_scores, max_k, dim=1).indices.cpu()
-            hits = g_truth.gather(1, top)[keep].float()
+            truth_keys = torch.sort(t_row[in_group] * n_items + t_col[in_group]).values
+            hits = in_sorted(truth_keys, rows * n_items + top)[keep].float()
             n_pos = n_pos[keep].float()
             bucket = self._values.setdefault(group, {})
             for name, fn in self.metrics.items():
-                if getattr(fn, "whole_ranking", False):  # e.g. AUC: all scores, not a top k
+                if name in whole:  # e.g. AUC: all scores, not a top k
+                    g_truth = truth if item_mask is None else truth & item_mask  # type: ignore[operator]
                     bucket.setdefault(name, []).append(fn(g_scores[keep.to(g_scores.device)].cpu(),
                                                           g_truth[keep]))
                     continue

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Annotated, Any, Callable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -26,6 +26,16 @@ class Params(BaseModel):
     """Base class for component parameter models: unknown keys are errors, never ignored."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class _DataPathMarker:
+    """Marks a parameter as a path to data: the core resolves it relative to the file that sets it."""
+
+
+#: A path to a data file or folder. Written in a pipeline file, a relative path means relative to
+#: that file (so a pipeline and its data move together); given with ``--set``, relative to the
+#: current directory. The validated value is absolute.
+DataPath = Annotated[str, _DataPathMarker()]
 
 
 class NoParams(Params):

@@ -28,6 +28,7 @@ from kgflow.plugin import (BuilderContext, DatasetContext, EncoderContext, Fusio
 from kgflow.registry import Registry, get_registry
 from kgflow.runs import environment
 from kgflow.runs.rundir import RunDir, atomic_write_json, atomic_write_text
+from kgflow.runs.snapshot import save_snapshot
 from kgflow.training.distributed import devices_per_node, is_distributed, launch_rank
 
 
@@ -152,6 +153,7 @@ def run_pipeline(loaded: LoadedPipeline, out: str | Path | None = None, *, overw
         graph = build_graph(loaded, prepared, registry)
         echo("graph: " + "; ".join(graph.report.lines()))
         if writer:
+            save_snapshot(run.path, prepared.data, split)  # serving reads it, not the raw data
             atomic_write_json(run.path / "graph.json", graph.report.as_dict())
             plugins = [{"name": p.name, "package": p.package, "version": p.version}
                        for p in registry.plugins]

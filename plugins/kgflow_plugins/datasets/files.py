@@ -9,11 +9,12 @@ from pydantic import Field
 
 from kgflow.data.atomic import load_atomic_dataset
 from kgflow.errors import DataError
-from kgflow.plugin import DatasetContext, Params, RecData
+from kgflow.plugin import DataPath, DatasetContext, Params, RecData
 
 
 class AtomicParams(Params):
-    path: str = Field(description="folder holding <name>.inter (and optionally .user .item .kg .link)")
+    path: DataPath = Field(description="folder holding <name>.inter (and optionally .user .item .kg "
+                           ".link); relative to the pipeline file")
     name: Optional[str] = Field(None, description="file prefix; defaults to the folder's name")
     user_field: Optional[str] = None
     item_field: Optional[str] = None
@@ -29,7 +30,7 @@ def load_atomic(params: AtomicParams, ctx: DatasetContext) -> RecData:
 
 
 class TableSpec(Params):
-    path: str
+    path: DataPath = Field(description="CSV, TSV or Parquet file; relative to the pipeline file")
     sep: Optional[str] = Field(None, description="CSV separator; guessed from the extension")
 
 
