@@ -80,7 +80,7 @@ class TrainedRun:
         graph = build_graph(loaded, prepared, registry)
         model = build_recommender(loaded, prepared, graph, registry, training=False)
         if checkpoint.is_file():
-            model.load_state_dict(model_state(checkpoint))
+            load_weights(model, model_state(checkpoint), checkpoint)
         elif metrics.get("parameters", {}).get("trainable"):
             raise RunDirError(f"{path}: checkpoints/best.ckpt is missing")
         model.eval()
@@ -197,6 +197,18 @@ def model_state(checkpoint: Path) -> dict[str, torch.Tensor]:
     """The recommender's own state dict from a kgflow Lightning checkpoint."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
     return {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+
+
+def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
+    """Load a run's weights into its rebuilt model: every tensor the model saves must be there;
+    tensors the model now recomputes instead of saving (frozen text vectors, which checkpoints of
+    earlier versions carried) are skipped."""
+    own = model.state_dict()
+    missing = [key for key in own if key not in state]
+    if missing:
+        raise RunDirError(f"{source}: the checkpoint lacks {len(missing)} of the model's tensors "
+                          f"(e.g. {missing[0]}); it was written for another model")
+    model.load_state_dict({key: value for key, value in state.items() if key in own})
 
 
 def warm_start(model: torch.nn.Module, run_dir: str | Path, fingerprint: str) -> tuple[int, int]:

@@ -50,6 +50,27 @@ def test_new_users_from_text_models(tiny_bert, tmp_path, invoke):
     assert len(feature.recommend_new(text="a romance", k=5)) == 5
 
 
+def test_checkpoints_carry_no_frozen_text_vectors(tiny_bert, tmp_path):
+    """Frozen text vectors are recomputed (or read from the text cache) when a run is rebuilt,
+    so checkpoints hold only what training learned; the rebuilt run serves the same lists."""
+
+    from kgflow.inference import TrainedRun, model_state
+
+    metrics = run_fast({"encoders": {"text": text_encoder(tiny_bert)}, "fusion": {"name": "feature"}},
+                       tmp_path / "f")
+    state = model_state(tmp_path / "f" / "checkpoints" / "best.ckpt")
+    assert not [key for key in state if key.startswith("text.")]
+    assert [key for key in state if key.startswith("encoder.")]  # the graph encoder's weights are
+    run = TrainedRun.load(tmp_path / "f")
+    assert run.model.text.item.shape[0] == run.split.n_items  # recomputed on load
+    from kgflow.inference import evaluate_scores
+
+    top = run.topk_all(20)
+    again, _ = evaluate_scores(top[["user", "item", "score"]], run, stage="valid")
+    # the recomputed vectors are the ones the run was evaluated with
+    assert again["all"]["ndcg@10"] == pytest.approx(metrics["valid"]["all"]["ndcg@10"], abs=1e-5)
+
+
 def _without_graph() -> dict:
     from kgflow.testing import TINY_PIPELINE
 

@@ -164,13 +164,17 @@ def cached_encode(texts: list[str], params: TextParams, home: Path) -> torch.Ten
 
 
 class TextFeatures(nn.Module):
-    """Frozen language-model embeddings of every item and user (buffers, no parameters)."""
+    """Frozen language-model embeddings of every item and user (buffers, no parameters).
+
+    The buffers are not saved in checkpoints: a frozen model recomputes them (or reads them from
+    the text cache) whenever the run is rebuilt, and at 100k items they would weigh more than the
+    rest of the model."""
 
     def __init__(self, item: torch.Tensor, user: torch.Tensor, report: dict | None = None,
                  params: TextParams | None = None) -> None:
         super().__init__()
-        self.register_buffer("item", item)
-        self.register_buffer("user", user)
+        self.register_buffer("item", item, persistent=False)
+        self.register_buffer("user", user, persistent=False)
         self.dim = item.shape[1]
         self.report = report  # what metrics.json records about the texts
         self.params = params
