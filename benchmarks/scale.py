@@ -155,7 +155,8 @@ def run(size: str, models: list[str], work: Path, extra: list[str]) -> None:
                       "prepare_s": timing.get("prepare_seconds"),
                       "epoch_s": timing["seconds_per_epoch"], "eval_s": timing["eval_seconds"],
                       "eval_users": metrics["valid"]["all"]["users"],
-                      "peak_rss_mb": timing["peak_rss_mb"], "wall_s": wall,
+                      "peak_rss_mb": timing["peak_rss_mb"], "peak_gpu_mb": timing.get("peak_gpu_mb"),
+                      "wall_s": wall,
                       "train": metrics["split"]["train"], "items": metrics["split"]["items"],
                       "valid_ndcg@10": metrics["valid"]["all"]["ndcg@10"], "extra": extra}
         print(json.dumps(record), flush=True)

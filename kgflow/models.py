@@ -56,6 +56,12 @@ class GraphEncoder(nn.Module):
         has such a notion (attention); explanations rank KG paths by it."""
         return None
 
+    def message_edges(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The edges this encoder passes messages along, as ``([2, E] sender/receiver node ids,
+        [E] their positions in the graph's edge list)``, for the neighbour sampler; ``None``: the
+        graph's edges as they are (``edge_index[0]`` sends, ``edge_index[1]`` receives)."""
+        return None
+
     def forward_sampled(self, nodes: torch.Tensor, edge_index: torch.Tensor,
                         edge_id: torch.Tensor) -> torch.Tensor:
         """Output vectors of ``nodes`` (global ids; users and items alike, ``[len(nodes), d]``)
@@ -143,6 +149,11 @@ class Recommender(nn.Module):
     def extra_loss(self, emb: Embeddings, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
         return None
 
+    def message_edges(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """For sampled-subgraph training: the edges messages pass along (see
+        :meth:`GraphEncoder.message_edges`); ``None`` uses the graph's own."""
+        return None
+
     def train_forward(self, batch: dict[str, torch.Tensor]) -> Embeddings:
         """``forward()`` for a training batch. Models that can afford gradients for only part of
         the model per batch (a language model encoding just the batch's items) override it."""
@@ -227,6 +238,10 @@ class EncoderRecommender(Recommender):
 
     def forward(self) -> Embeddings:
         return self.encoder()
+
+    def message_edges(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The graph encoder's message edges (see :meth:`GraphEncoder.message_edges`)."""
+        return self.encoder.message_edges()
 
     def train_forward(self, batch: dict[str, torch.Tensor]) -> Embeddings:
         if "n_id" in batch:  # a sampled subgraph: users and items are rows of one local table

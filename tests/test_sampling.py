@@ -45,7 +45,7 @@ def test_sampler_is_reproducible_and_one_hop_stops_at_one_hop():
         NeighborSampler(edge_index, n, [0])
 
 
-@pytest.mark.parametrize("encoder", ["lightgcn", "gcn", "sage"])
+@pytest.mark.parametrize("encoder", ["lightgcn", "gcn", "sage", "kgat"])
 def test_whole_neighbourhood_equals_full_graph_propagation(encoder):
     """With every neighbour kept (fan-out -1) and every node a seed, the sampled computation is
     the encoder's full-graph forward pass (LightGCN's reweighting included)."""
@@ -54,13 +54,19 @@ def test_whole_neighbourhood_equals_full_graph_propagation(encoder):
     from kgflow.runs.runner import build_graph, build_recommender, prepare
     from kgflow.testing import pipeline
 
-    loaded = validate_located(pipeline({"encoders": {"graph": {"name": encoder, "params": {"dim": 8, "layers": 2}}}}),
+    params = {"dim": 8, "layers": [8, 8] if encoder == "kgat" else 2}
+    extra = {"graph": "collaborative_kg"} if encoder == "kgat" else {}
+    loaded = validate_located(pipeline({"encoders": {"graph": {"name": encoder, "params": params}}, **extra}),
                               "test.yaml")
     registry = get_registry()
     prepared = prepare(loaded, registry)
     graph = build_graph(loaded, prepared, registry)
     model = build_recommender(loaded, prepared, graph, registry).eval()
-    sampler = NeighborSampler(graph.edge_index, graph.num_nodes, [-1, -1])
+    if encoder == "kgat":
+        model.encoder.after_train_epoch()  # a learned attention, not the uniform start
+    edges = model.message_edges()
+    edge_index, edge_id = edges if edges is not None else (graph.edge_index, None)
+    sampler = NeighborSampler(edge_index, graph.num_nodes, [-1, -1], edge_id)
     everyone = torch.arange(graph.n_users + graph.n_items)
     sub = sampler.sample(everyone)
     with torch.no_grad():
@@ -70,14 +76,15 @@ def test_whole_neighbourhood_equals_full_graph_propagation(encoder):
     torch.testing.assert_close(out[graph.n_users:], full.item, atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("encoder", ["lightgcn", "gcn", "sage", "gat"])
+@pytest.mark.parametrize("encoder", ["lightgcn", "gcn", "sage", "gat", "kgat"])
 def test_sampled_training_runs_end_to_end(invoke, write, tmp_path, encoder):
     pipeline = write("sampled.yaml", f"""
         kgflow: 1
         name: sampled
         seed: 3
         dataset: {{name: synthetic, params: {{users: 80, items: 50, clusters: 2, interactions_per_user: 10}}}}
-        encoders: {{graph: {{name: {encoder}, params: {{dim: 8, layers: 2}}}}}}
+        graph: {"collaborative_kg" if encoder == "kgat" else "user_item"}
+        encoders: {{graph: {{name: {encoder}, params: {{dim: 8, layers: {"[8, 8]" if encoder == "kgat" else 2}}}}}}}
         train: {{epochs: 3, lr: 0.01, batch_size: 128, sampling: {{method: neighbor, fanouts: [4, 3]}}}}
         eval: {{ks: [5, 10]}}
         """)
@@ -92,12 +99,13 @@ def test_sampled_training_runs_end_to_end(invoke, write, tmp_path, encoder):
     ("train.sampling={method: neighbor, fanouts: [5, 0]}", "fanouts must be a non-empty list"),
     ("train.sampling={method: neighbor}", "needs fanouts"),
     ("encoders.graph.name=mf", "encoder 'mf' (encoders.graph) cannot train on sampled subgraphs"),
+    ("fusion=content", "fusion 'content' (fusion) cannot train on sampled subgraphs"),
 ])
 def test_bad_sampling_settings_are_refused(runner, tiny_pipeline, setting, message):
     from kgflow.cli import cli
 
     args = ["validate", str(tiny_pipeline), "--set", setting]
-    if setting.startswith("encoders"):
+    if setting.startswith(("encoders", "fusion")):
         args += ["--set", "train.sampling={method: neighbor, fanouts: [5, 5]}"]
     result = runner.invoke(cli, args)
     assert result.exit_code == 2, result.output

@@ -45,6 +45,15 @@ def peak_rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
+def peak_gpu_mb() -> float | None:
+    """The peak GPU memory torch allocated in this process (``None`` without CUDA)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return torch.cuda.max_memory_allocated() / (1024 * 1024)
+
+
 def tune_allocator() -> bool:
     """Keep large freed blocks in glibc's heap instead of returning them to the OS.
 

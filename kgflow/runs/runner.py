@@ -199,6 +199,7 @@ def run_pipeline(loaded: LoadedPipeline, out: str | Path | None = None, *, overw
                 "fit_seconds": fit_seconds,
                 "total_seconds": time.perf_counter() - t_start,
                 "peak_rss_mb": environment.peak_rss_mb(),
+                "peak_gpu_mb": environment.peak_gpu_mb(),
             },
             "parameters": parameters,
             "artifacts": artifacts,
@@ -282,8 +283,11 @@ def build_training(loaded: LoadedPipeline, split: Split, model: Recommender, run
                                cfg.eval.batch_users, cfg.seed, cfg.eval.max_users)
     sampling = cfg.train.sampling
     if sampling.method == "neighbor" and graph is not None:
-        datamodule.sample_neighbourhoods(graph.edge_index, graph.num_nodes, sampling.fanouts or [],
-                                         graph.node_offsets.get("user", 0), graph.node_offsets["item"])
+        edges = model.message_edges()
+        edge_index, edge_id = edges if edges is not None else (graph.edge_index, None)
+        datamodule.sample_neighbourhoods(edge_index, graph.num_nodes, sampling.fanouts or [],
+                                         graph.node_offsets.get("user", 0), graph.node_offsets["item"],
+                                         edge_id)
     objectives = build_objectives(loaded, split, model, graph, registry) if graph is not None else []
     datamodule.train_batches.alternating = [(i, o) for i, o in enumerate(objectives)
                                             if o.schedule == "alternate"]

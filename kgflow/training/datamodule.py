@@ -140,9 +140,10 @@ class RecDataModule(L.LightningDataModule):
         self.eval_batch_users = eval_batch_users
 
     def sample_neighbourhoods(self, edge_index: torch.Tensor, num_nodes: int, fanouts: list[int],
-                              user_offset: int, item_offset: int) -> None:
+                              user_offset: int, item_offset: int,
+                              edge_id: torch.Tensor | None = None) -> None:
         """Give every training batch its sampled neighbourhood in the graph (mini-batch training)."""
-        self.train_batches.neighbors = NeighborSampler(edge_index, num_nodes, fanouts)
+        self.train_batches.neighbors = NeighborSampler(edge_index, num_nodes, fanouts, edge_id)
         self.train_batches.user_offset, self.train_batches.item_offset = user_offset, item_offset
 
     def _rank_world(self) -> tuple[int, int]:

@@ -33,14 +33,17 @@ class NeighborSampler:
     ``fanout`` draws with replacement, duplicates removed, so a hub's cost is its fan-out, never
     its degree."""
 
-    def __init__(self, edge_index: torch.Tensor, num_nodes: int, fanouts: list[int]) -> None:
+    def __init__(self, edge_index: torch.Tensor, num_nodes: int, fanouts: list[int],
+                 edge_id: torch.Tensor | None = None) -> None:
+        """``edge_id``: each edge's position in the graph's edge list, when ``edge_index`` is a
+        selection of the graph's edges (by default its position in ``edge_index``)."""
         if not fanouts or any(f == 0 or f < -1 for f in fanouts):
             raise ValueError(f"fan-outs must be positive (or -1 for all neighbours), got {fanouts}")
         dst = edge_index[1].long()
         order = torch.argsort(dst, stable=True)
         self.src = edge_index[0].long()[order]
         self.dst = dst[order]
-        self.edge_id = order
+        self.edge_id = order if edge_id is None else edge_id.long()[order]
         counts = torch.bincount(dst, minlength=num_nodes)
         self.indptr = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
         self.fanouts = list(fanouts)

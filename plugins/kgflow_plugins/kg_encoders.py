@@ -154,6 +154,10 @@ class KGAT(NodeTable):
         self.adj_targets = FixedPattern(self.adj.row[:prefix], self.adj.col[:prefix], self.targets,
                                         graph.num_nodes)
         self.target_edges = prefix
+        # the CSR position of each propagated edge, by its position in the graph (sampled training)
+        position = torch.full((self.edge_count,), -1, dtype=torch.long)
+        position[self.kept_edges[self.adj.order]] = torch.arange(len(self.adj))
+        self.register_buffer("csr_position", position, persistent=False)
         dropped, partner = self._reverse_partners(graph.edge_index, keep)
         self.register_buffer("dropped_edges", dropped, persistent=False)
         self.register_buffer("dropped_partner", partner, persistent=False)
@@ -217,6 +221,41 @@ class KGAT(NodeTable):
         at = torch.searchsorted(kept[order], want).clamp(max=len(kept) - 1)
         found = kept[order][at] == want
         return dropped[found], order[at[found]]
+
+    def message_edges(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """KGAT's propagated edges: the tail (column) sends, the head (row) receives."""
+        return torch.stack([self.adj.col, self.adj.row]), self.kept_edges[self.adj.order]
+
+    def forward_sampled(self, nodes: torch.Tensor, edge_index: torch.Tensor,
+                        edge_id: torch.Tensor) -> torch.Tensor:
+        """KGAT's layers on a sampled subgraph: each head attends over its sampled facts only
+        (the epoch's attention renormalised over them), then the same aggregators."""
+        send, receive = edge_index[0], edge_index[1]
+        attention = self.attention.index_select(0, self.csr_position.index_select(0, edge_id))
+        sampled = torch.zeros(len(nodes), dtype=attention.dtype, device=attention.device)
+        sampled = sampled.index_add(0, receive, attention)
+        # scaled so that each head's sampled facts carry the attention mass of all its facts:
+        # with every neighbour kept, this is KGAT's full propagation
+        mass = self._attention_mass().index_select(0, nodes)
+        attention = (attention * (mass / sampled.clamp(min=1e-12)).index_select(0, receive)).unsqueeze(1)
+        x = self.node.weight.index_select(0, nodes)
+        outputs = [x]
+        for aggregator in self.aggregators:
+            side = torch.zeros_like(x).index_add(0, receive, x.index_select(0, send) * attention)
+            x = aggregator(x, side)
+            outputs.append(F.normalize(x, p=2, dim=1))
+        return torch.cat(outputs, dim=1)
+
+    def _attention_mass(self) -> torch.Tensor:
+        """Each node's total attention over its propagated edges, recomputed when the attention
+        changes (a refresh, or a checkpoint loaded into it)."""
+        key = (self.attention.data_ptr(), self.attention._version)
+        if getattr(self, "_mass_key", None) != key:
+            mass = torch.zeros(self.node.num_embeddings, dtype=self.attention.dtype,
+                               device=self.attention.device)
+            self._mass = mass.index_add(0, self.adj.row, self.attention)
+            self._mass_key = key
+        return self._mass
 
     def edge_weights(self) -> torch.Tensor:
         """The attention of every edge, in the graph's edge order (for explanations)."""
@@ -363,7 +402,8 @@ def kgflow_components() -> list[Component]:
     return [
         Component("encoder", "kgat", build_kgat, KGATParams,
                   "KGAT: attentive relational propagation, bi-interaction, concatenated layers "
-                  "(train with objective.auxiliary: transr)", requires=("relations",)),
+                  "(train with objective.auxiliary: transr)", requires=("relations",),
+                  provides=("neighbor_sampling",)),
         Component("encoder", "kgin", build_kgin, KGINParams,
                   "KGIN: intent-aware relational paths with an intent independence regulariser",
                   requires=("relations",)),
