@@ -45,7 +45,7 @@ def test_sampler_is_reproducible_and_one_hop_stops_at_one_hop():
         NeighborSampler(edge_index, n, [0])
 
 
-@pytest.mark.parametrize("encoder", ["lightgcn", "gcn", "sage", "kgat"])
+@pytest.mark.parametrize("encoder", ["lightgcn", "gcn", "sage", "kgat", "kgin"])
 def test_whole_neighbourhood_equals_full_graph_propagation(encoder):
     """With every neighbour kept (fan-out -1) and every node a seed, the sampled computation is
     the encoder's full-graph forward pass (LightGCN's reweighting included)."""
@@ -54,8 +54,9 @@ def test_whole_neighbourhood_equals_full_graph_propagation(encoder):
     from kgflow.runs.runner import build_graph, build_recommender, prepare
     from kgflow.testing import pipeline
 
-    params = {"dim": 8, "layers": [8, 8] if encoder == "kgat" else 2}
-    extra = {"graph": "collaborative_kg"} if encoder == "kgat" else {}
+    params = {"dim": 8, **({"layers": [8, 8]} if encoder == "kgat" else
+                           {"hops": 2} if encoder == "kgin" else {"layers": 2})}
+    extra = {"graph": "collaborative_kg"} if encoder in ("kgat", "kgin") else {}
     loaded = validate_located(pipeline({"encoders": {"graph": {"name": encoder, "params": params}}, **extra}),
                               "test.yaml")
     registry = get_registry()
@@ -76,15 +77,15 @@ def test_whole_neighbourhood_equals_full_graph_propagation(encoder):
     torch.testing.assert_close(out[graph.n_users:], full.item, atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("encoder", ["lightgcn", "gcn", "sage", "gat", "kgat"])
+@pytest.mark.parametrize("encoder", ["lightgcn", "gcn", "sage", "gat", "kgat", "kgin"])
 def test_sampled_training_runs_end_to_end(invoke, write, tmp_path, encoder):
     pipeline = write("sampled.yaml", f"""
         kgflow: 1
         name: sampled
         seed: 3
         dataset: {{name: synthetic, params: {{users: 80, items: 50, clusters: 2, interactions_per_user: 10}}}}
-        graph: {"collaborative_kg" if encoder == "kgat" else "user_item"}
-        encoders: {{graph: {{name: {encoder}, params: {{dim: 8, layers: {"[8, 8]" if encoder == "kgat" else 2}}}}}}}
+        graph: {"collaborative_kg" if encoder in ("kgat", "kgin") else "user_item"}
+        encoders: {{graph: {{name: {encoder}, params: {{dim: 8, {"hops: 2" if encoder == "kgin" else "layers: [8, 8]" if encoder == "kgat" else "layers: 2"}}}}}}}
         train: {{epochs: 3, lr: 0.01, batch_size: 128, sampling: {{method: neighbor, fanouts: [4, 3]}}}}
         eval: {{ks: [5, 10]}}
         """)

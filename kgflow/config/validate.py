@@ -340,8 +340,10 @@ def _sampling_issues(config: PipelineConfig, located: Located, registry: Registr
 
 
 def _layers(ref: ComponentRef) -> int | None:
-    """An encoder's depth from its ``layers`` parameter (a count, or one size per layer)."""
-    layers = getattr(ref.parsed, "layers", None) if ref._parsed is not None else None
+    """An encoder's depth from its ``layers`` parameter (a count, or one size per layer), or from
+    ``hops`` (KGIN-style relational paths)."""
+    parsed = ref._parsed
+    layers = getattr(parsed, "layers", getattr(parsed, "hops", None)) if parsed is not None else None
     if isinstance(layers, int):
         return layers
     if isinstance(layers, (list, tuple)):

@@ -347,6 +347,12 @@ class KGIN(NodeTable):
         self.register_buffer("user_item_weight", 1.0 / degree[self.user_items.row], persistent=False)
         self.message_dropout = nn.Dropout(params.message_dropout)
         self._independence: torch.Tensor | None = None
+        # for sampled-subgraph training: which graph edges carry messages, and of what kind
+        self.register_buffer("edge_relation", graph.edge_type, persistent=False)
+        self.register_buffer("knowledge_edge", knowledge, persistent=False)
+        self.register_buffer("interact_edge", interact, persistent=False)
+        self.register_buffer("interact_user", u, persistent=False)
+        self.register_buffer("interact_item", i, persistent=False)
 
     def _hops(self, x: torch.Tensor) -> torch.Tensor:
         users = self.n_users
@@ -386,6 +392,51 @@ class KGIN(NodeTable):
     def kg_embeddings(self) -> KgEmbeddings:
         return KgEmbeddings(self.node.weight, self.relation.weight, None)
 
+    def message_edges(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """KG facts (tail sends to head) and interactions (the item sends to its user)."""
+        edge_id = torch.cat([torch.nonzero(self.knowledge_edge).flatten(),
+                             torch.nonzero(self.interact_edge).flatten()])
+        users = self.n_users
+        facts = torch.stack([self.kg_tail + users, self.kg_head + users])
+        clicks = torch.stack([self.interact_item + users, self.interact_user])
+        return torch.cat([facts, clicks], dim=1), edge_id
+
+    def forward_sampled(self, nodes: torch.Tensor, edge_index: torch.Tensor,
+                        edge_id: torch.Tensor) -> torch.Tensor:
+        """KGIN's hops on a sampled subgraph: each entity averages its sampled facts
+        (relation * tail), each user its sampled items, modulated by its intents; with every
+        neighbour kept this is KGIN's propagation."""
+        send, receive = edge_index[0], edge_index[1]
+        fact = self.knowledge_edge.index_select(0, edge_id)
+        if self.training and self.params.edge_dropout > 0:
+            fact_kept = torch.rand(len(fact), device=fact.device) >= self.params.edge_dropout
+            keep = ~fact | fact_kept
+            send, receive, edge_id, fact = send[keep], receive[keep], edge_id[keep], fact[keep]
+        f_send, f_receive = send[fact], receive[fact]
+        f_relation = self.edge_relation.index_select(0, edge_id[fact])
+        i_send, i_receive = send[~fact], receive[~fact]
+        n = len(nodes)
+        f_count = torch.bincount(f_receive, minlength=n).clamp(min=1).unsqueeze(1)
+        i_count = torch.bincount(i_receive, minlength=n).clamp(min=1).unsqueeze(1)
+        is_user = (nodes < self.n_users).unsqueeze(1)
+        relation = self.relation.weight
+        intent_mix = torch.softmax(self.intent_relation, dim=-1) @ relation
+        x = self.node.weight.index_select(0, nodes)
+        total = x
+        for _ in range(self.params.hops):
+            message = x.index_select(0, f_send) * relation.index_select(0, f_relation)
+            entity_next = torch.zeros_like(x).index_add(0, f_receive, message) / f_count
+            user_next = torch.zeros_like(x).index_add(0, i_receive, x.index_select(0, i_send)) / i_count
+            belief = torch.softmax(x @ self.intent.weight.T, dim=1)
+            user_next = (belief @ intent_mix) * user_next + user_next
+            x = torch.where(is_user, F.normalize(self.message_dropout(user_next), dim=1),
+                            F.normalize(self.message_dropout(entity_next), dim=1))
+            total = total + x
+        if self.training and self.params.independence != "none":
+            self._independence = independence_loss(self.intent_relation, self.params.independence,
+                                                   self.params.temperature)
+        return total
+
     def extra_loss(self) -> torch.Tensor | None:
         """The intent independence loss of the last training forward pass, weighted."""
         loss, self._independence = self._independence, None
@@ -406,5 +457,5 @@ def kgflow_components() -> list[Component]:
                   provides=("neighbor_sampling",)),
         Component("encoder", "kgin", build_kgin, KGINParams,
                   "KGIN: intent-aware relational paths with an intent independence regulariser",
-                  requires=("relations",)),
+                  requires=("relations",), provides=("neighbor_sampling",)),
     ]
