@@ -114,7 +114,8 @@ def pipeline(size: str, model: str, folder: Path) -> dict:
         "preprocess": {"rating_threshold": None},
         "split": {"method": "random", "ratios": [0.8, 0.1, 0.1]},
         "objective": {"loss": "bpr", "l2": 1.0e-4},
-        "train": {"epochs": 1, "lr": 1.0e-3, "batch_size": batch, "early_stopping": None},
+        # one epoch, no validation inside it: the run then validates and tests once each
+        "train": {"epochs": 1, "eval_every": 2, "lr": 1.0e-3, "batch_size": batch, "early_stopping": None},
         "eval": {"ks": [10, 20], "batch_users": 2048},
     }
     for key, value in fragment.items():

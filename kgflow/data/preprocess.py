@@ -25,6 +25,18 @@ def kcore_filter(frame: pd.DataFrame, user_min: int, item_min: int) -> pd.DataFr
         frame = frame[keep]
 
 
+def dense_ids(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(the distinct raw ids sorted as strings, each row's position among them): what
+    ``np.unique(..., return_inverse=True)`` gives, from a hash table over the rows and a sort of
+    the distinct ids alone (sorting millions of strings is the slow part)."""
+    codes, uniques = pd.factorize(column.astype(str))
+    names = np.asarray(uniques, dtype=object)
+    order = np.argsort(names.astype(str), kind="stable")
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return names[order], rank[codes]
+
+
 def prepare_interactions(data: RecData, config: Preprocess) -> Interactions:
     """Apply the preprocessing block and map ids to ``0..n-1`` (sorted by raw id, so a given
     dataset always gets the same dense ids)."""
@@ -37,7 +49,11 @@ def prepare_interactions(data: RecData, config: Preprocess) -> Interactions:
         frame = frame[frame["rating"] >= config.rating_threshold]
     if config.dedupe:
         frame = frame.sort_values(["timestamp"], kind="stable", na_position="first")
-        frame = frame.drop_duplicates(["user", "item"], keep="last")
+        # duplicates found on integer codes: hashing 20M string pairs costs minutes
+        users, _ = pd.factorize(frame["user"])
+        items, known_items = pd.factorize(frame["item"])
+        key = users.astype(np.int64) * max(len(known_items), 1) + items
+        frame = frame[~pd.Series(key).duplicated(keep="last").to_numpy()]
     if config.kg_linked_only:
         from kgflow.data.kg import linked_items
 
@@ -48,9 +64,9 @@ def prepare_interactions(data: RecData, config: Preprocess) -> Interactions:
                         f"before; rating_threshold={config.rating_threshold}, "
                         f"kcore user={config.kcore.user} item={config.kcore.item}, "
                         f"kg_linked_only={config.kg_linked_only})")
-    user_ids, user = np.unique(frame["user"].to_numpy(dtype=str), return_inverse=True)
-    item_ids, item = np.unique(frame["item"].to_numpy(dtype=str), return_inverse=True)
-    return Interactions(user=user.astype(np.int64), item=item.astype(np.int64),
+    user_ids, user = dense_ids(frame["user"])
+    item_ids, item = dense_ids(frame["item"])
+    return Interactions(user=user, item=item,
                         rating=frame["rating"].to_numpy(dtype=float),
                         timestamp=frame["timestamp"].to_numpy(dtype=float),
                         user_ids=user_ids.astype(object), item_ids=item_ids.astype(object))

@@ -131,10 +131,11 @@ class Split:
     def fingerprint(self) -> str:
         """A short hash of the exact split (ids and assignments): equal splits, equal prints."""
         h = hashlib.sha256()
+        users, items = _unicode(self.user_ids), _unicode(self.item_ids)
         for part in (self.train, self.valid, self.test):
             order = np.lexsort((part.item, part.user))
-            h.update(self.user_ids[part.user[order]].astype(str).astype("U").tobytes())
-            h.update(self.item_ids[part.item[order]].astype(str).astype("U").tobytes())
+            h.update(_gather_bytes(users, part.user[order]))
+            h.update(_gather_bytes(items, part.item[order]))
             h.update(b"|")
         h.update(np.sort(self.item_ids[self.cold_items].astype(str)).astype("U").tobytes())
         return h.hexdigest()[:16]
@@ -143,6 +144,20 @@ class Split:
         return {"users": self.n_users, "items": self.n_items, "train": len(self.train),
                 "valid": len(self.valid), "test": len(self.test),
                 "cold_items": int(len(self.cold_items))}
+
+
+def _unicode(ids: np.ndarray) -> np.ndarray:
+    return ids.astype(str).astype("U")
+
+
+def _gather_bytes(ids: np.ndarray, index: np.ndarray) -> bytes:
+    """``ids[index]`` as a fixed-width unicode array's bytes, its width the longest id present
+    (exactly what converting the gathered ids would give), gathered from the distinct ids'
+    array instead of converting one string per row."""
+    if not len(index):
+        return np.asarray([], dtype="U1").tobytes()
+    width = int(np.char.str_len(ids)[index].max()) if len(ids) else 1
+    return ids.astype(f"U{max(width, 1)}")[index].tobytes()
 
 
 def csr_of(part: Interactions, n_users: int, n_items: int) -> tuple[torch.Tensor, torch.Tensor]:
