@@ -195,7 +195,9 @@ class TrainedRun:
 
 def model_state(checkpoint: Path) -> dict[str, torch.Tensor]:
     """The recommender's own state dict from a kgflow Lightning checkpoint."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    from kgflow.runs.checkpoint import read_checkpoint
+
+    state = read_checkpoint(checkpoint)["state_dict"]
     return {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
 
 

@@ -255,21 +255,37 @@ def _is_data_path(annotation: Any) -> bool:
     return any(_is_data_path(arg) for arg in typing.get_args(annotation))
 
 
-def resolve_data_paths(model: BaseModel, raw: Any, located: Located, at: YamlPath) -> None:
-    """Make every :data:`~kgflow.plugin.DataPath` parameter of ``model`` (and of models inside it)
-    absolute, in the model and in the ``raw`` mapping it came from (so ``resolved.yaml`` records
-    where the data was read from, wherever the run is used later)."""
+def _data_path_fields(model: BaseModel, raw: Any, at: YamlPath):
+    """(model, field name, value, YAML path, raw mapping) of every DataPath parameter inside
+    ``model``, nested models included."""
     for name, field in type(model).model_fields.items():
         value = getattr(model, name)
         where = at + (name,)
         if isinstance(value, BaseModel):
-            resolve_data_paths(value, raw.get(name) if isinstance(raw, dict) else None, located, where)
+            yield from _data_path_fields(value, raw.get(name) if isinstance(raw, dict) else None, where)
         elif isinstance(value, str) and (_is_data_path(field.annotation)
                                          or any(isinstance(m, _DataPathMarker) for m in field.metadata)):
-            absolute = resolve_data_path(value, located.where(where)[0])
-            setattr(model, name, absolute)
-            if isinstance(raw, dict) and name in raw:
-                raw[name] = absolute
+            yield model, name, value, where, raw
+
+
+def resolve_data_paths(model: BaseModel, raw: Any, located: Located, at: YamlPath) -> None:
+    """Make every :data:`~kgflow.plugin.DataPath` parameter of ``model`` (and of models inside it)
+    absolute, in the model and in the ``raw`` mapping it came from (so ``resolved.yaml`` records
+    where the data was read from, wherever the run is used later)."""
+    for owner, name, value, where, mapping in list(_data_path_fields(model, raw, at)):
+        absolute = resolve_data_path(value, located.where(where)[0])
+        setattr(owner, name, absolute)
+        if isinstance(mapping, dict) and name in mapping:
+            mapping[name] = absolute
+
+
+def data_paths(config: PipelineConfig) -> list[Path]:
+    """Every data file or folder a validated pipeline reads (absolute)."""
+    paths = [Path(config.split.path)] if config.split.path else []
+    for _, _, ref in config.component_slots():
+        if ref._parsed is not None:
+            paths += [Path(value) for _, _, value, _, _ in _data_path_fields(ref._parsed, None, ())]
+    return paths
 
 
 def _capability_issues(config: PipelineConfig, located: Located,

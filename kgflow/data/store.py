@@ -6,6 +6,8 @@ renamed into place, so an interrupted fetch never leaves a half-written dataset 
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
@@ -22,6 +24,22 @@ ENV_HOME = "KGFLOW_HOME"
 
 def kgflow_home() -> Path:
     return Path(os.environ.get(ENV_HOME) or Path.home() / ".kgflow").expanduser()
+
+
+@contextlib.contextmanager
+def exclusive(lock_file: Path, *, wait: bool = True):
+    """Hold an exclusive lock on ``lock_file`` (created if needed) for the ``with`` block: other
+    processes asking for it wait (or, with ``wait=False``, get ``BlockingIOError`` at once). The
+    operating system releases it when the process ends, so a killed process leaves no stale lock."""
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def sha256_of(path: Path) -> str:

@@ -50,6 +50,42 @@ class RunDir:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._replaced: Path | None = None
+        self._lock: Any = None
+
+    @property
+    def lock_file(self) -> Path:
+        """Beside the folder (which ``--overwrite`` renames), so one lock guards the path."""
+        return self.path.parent / f".{self.path.name}.lock"
+
+    def acquire(self) -> None:
+        """Take the run's lock, or refuse: two kgflow processes never write one run directory.
+        Held until :meth:`finish` or :meth:`fail`; the OS drops it if the process dies."""
+        from kgflow.data.store import exclusive
+
+        lock = exclusive(self.lock_file, wait=False)
+        try:
+            lock.__enter__()
+        except BlockingIOError:
+            raise RunDirError(f"{self.path}: another kgflow process is writing this run directory "
+                              f"(lock {self.lock_file}); wait for it, or write elsewhere with --out") from None
+        self._lock = lock
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self._lock.__exit__(None, None, None)
+            self._lock = None
+            self.lock_file.unlink(missing_ok=True)
+
+    def refuse_protected(self, protected: dict[str, Path]) -> None:
+        """Refuse, whatever the flags, a run directory that is (or contains) a folder kgflow must
+        never replace: the current directory, the pipeline's folder, the data, the data home."""
+        target = self.path.expanduser().resolve()
+        for what, path in protected.items():
+            path = Path(path).expanduser().resolve()
+            if target == path or target in path.parents:
+                raise RunDirError(f"--out {self.path} is {'' if target == path else 'a folder above '}"
+                                  f"{what} ({path}); a run directory must be a folder of its own, "
+                                  "e.g. runs/<name>")
 
     @property
     def checkpoints(self) -> Path:
@@ -79,10 +115,14 @@ class RunDir:
             return
         if self.path.exists() and not self.path.is_dir():
             raise RunDirError(f"{self.path} is a file, not a run directory")
-        if self.path.exists() and any(self.path.iterdir()) and not overwrite:
-            what = "holds a run" if self.is_run() else "is not empty"
-            raise RunDirError(f"{self.path} {what}; pass --overwrite to replace it, --resume to "
-                              "continue it, or --out to write elsewhere")
+        if self.path.exists() and any(self.path.iterdir()):
+            if not self.is_run():  # --overwrite replaces kgflow's own runs, nothing else
+                raise RunDirError(f"{self.path} is not empty and is not a kgflow run directory (no "
+                                  "run.json); kgflow never replaces it, even with --overwrite: "
+                                  "choose another --out")
+            if not overwrite:
+                raise RunDirError(f"{self.path} holds a run; pass --overwrite to replace it, --resume "
+                                  "to continue it, or --out to write elsewhere")
 
     def prepare(self, *, overwrite: bool = False, resume: bool = False) -> None:
         """Create the folder, refusing to replace an existing run unless ``overwrite``."""
@@ -109,8 +149,11 @@ class RunDir:
         if self._replaced is not None:
             shutil.rmtree(self._replaced, ignore_errors=True)
             self._replaced = None
+        self.release()
 
     def fail(self, error: str) -> None:
-        self.set_state("failed", error=error)
+        if self.path.is_dir():
+            self.set_state("failed", error=error)
         if self._replaced is not None:
             print(f"the previous run is kept at {self._replaced}")
+        self.release()

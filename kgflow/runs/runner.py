@@ -27,6 +27,7 @@ from kgflow.plugin import (BuilderContext, DatasetContext, EncoderContext, Fusio
                            LossContext, MetricContext, ObjectiveContext)
 from kgflow.registry import Registry, get_registry
 from kgflow.runs import environment
+from kgflow.runs.checkpoint import read_checkpoint
 from kgflow.runs.rundir import RunDir, atomic_write_json, atomic_write_text
 from kgflow.runs.snapshot import save_snapshot
 from kgflow.training.distributed import devices_per_node, is_distributed, launch_rank
@@ -135,13 +136,23 @@ def run_pipeline(loaded: LoadedPipeline, out: str | Path | None = None, *, overw
     if not writer:
         echo = _silent
     if writer:
+        run.refuse_protected(protected_paths(loaded))
         run.check(overwrite=overwrite, resume=resume)
+        run.acquire()
     # Data problems (missing files, nothing left after filtering) surface before anything is written.
     t_start = time.perf_counter()
-    prepared = prepare(loaded, registry)
+    try:
+        prepared = prepare(loaded, registry)
+    except BaseException:
+        run.release()
+        raise
     prepare_seconds = time.perf_counter() - t_start
     if writer:
-        start_run_dir(run, loaded, overwrite=overwrite, resume=resume)
+        try:
+            start_run_dir(run, loaded, overwrite=overwrite, resume=resume)
+        except BaseException:
+            run.release()
+            raise
     try:
         _quiet_lightning()
         environment.tune_allocator()
@@ -171,17 +182,21 @@ def run_pipeline(loaded: LoadedPipeline, out: str | Path | None = None, *, overw
                                                                  registry, progress, graph)
         environment.release_memory()
         ckpt = str(run.checkpoints / "last.ckpt") if resume else None
+        if ckpt:
+            read_checkpoint(ckpt)  # data only: refuse a crafted or damaged file before Lightning reads it
         t_fit = time.perf_counter()
         parameters = count_parameters(model)
         if parameters["trainable"]:
-            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
         else:  # nothing to learn (a content or popularity baseline): evaluate as built
             echo("the model has no trainable parameters: evaluating without training")
         fit_seconds = time.perf_counter() - t_fit
         best = checkpoint.best_model_path or None
         train_epochs = list(module.timing["train_epoch"])
-        trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)
-        trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)
+        if best:
+            read_checkpoint(best)
+        trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
+        trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
         artifacts = ([str(p.relative_to(run.path)) for p in model.save_artifacts(run.path / "artifacts")]
                      if writer else [])
         for artifact in artifacts:
@@ -219,6 +234,18 @@ def run_pipeline(loaded: LoadedPipeline, out: str | Path | None = None, *, overw
         if writer:
             run.fail(f"{type(exc).__name__}: {exc}")
         raise
+
+
+def protected_paths(loaded: LoadedPipeline) -> dict[str, Path]:
+    """Folders no run directory may be, or contain: what ``--overwrite`` must never replace."""
+    from kgflow.config.validate import data_paths
+
+    paths = {"the current directory": Path.cwd(),
+             "the pipeline's folder": Path(str(loaded.source)).parent,
+             "the kgflow data home (KGFLOW_HOME)": kgflow_home()}
+    for path in data_paths(loaded.config):
+        paths[f"data the pipeline reads ({path})"] = path if path.is_dir() else path.parent
+    return paths
 
 
 def _silent(*args: Any, **kwargs: Any) -> None:

@@ -1,6 +1,6 @@
 """The data a run was trained on, saved inside its run directory (``data/``), so that serving,
 export and evaluation rebuild the model from the run alone: no dataset plugin, no raw files, no
-re-splitting. Parquet, NumPy and JSON only (nothing that unpickles).
+re-splitting. Parquet, NumPy (no object arrays) and JSON only: nothing that can run code.
 
     data/split.parquet     part (0 train, 1 valid, 2 test), user, item (dense ids), rating, timestamp
     data/ids.parquet       ``kind`` (user / item) and ``id``: the dense -> original id maps

@@ -18,8 +18,8 @@ DDP_STRATEGIES = ("ddp", "ddp_find_unused_parameters_true", "ddp_find_unused_par
 
 #: Strategies refused, with the reason given to the user.
 REFUSED_STRATEGIES = {
-    "ddp_spawn": "it pickles the model into new processes; kgflow's data and graph are built in "
-                 "each process instead: use strategy: ddp",
+    "ddp_spawn": "it serialises the model into new processes; kgflow's data and graph are built "
+                 "in each process instead: use strategy: ddp",
     "ddp_fork": "forked processes share kgflow's data loaders' state; use strategy: ddp",
     "ddp_notebook": "use strategy: ddp from a script or the kgflow CLI",
     "dp": "Lightning removed DataParallel; use strategy: ddp",

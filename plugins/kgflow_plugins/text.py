@@ -152,7 +152,11 @@ def cached_encode(texts: list[str], params: TextParams, home: Path) -> torch.Ten
                                      params.normalize, texts]).encode()).hexdigest()[:24]
     path = home / "cache" / "text" / f"{key}.pt"
     if params.cache and path.is_file():
-        return torch.load(path, weights_only=True)
+        try:
+            return torch.load(path, weights_only=True)
+        except Exception as exc:  # truncated or damaged: name the file and the remedy
+            raise KgflowError(f"{path}: the text-embedding cache file is damaged ({type(exc).__name__}); "
+                              "delete it and rerun (it is recomputed), or set cache: false") from None
     vectors = encode(texts, model, params.pooling, params.max_length, params.batch_size,
                      params.normalize)
     if params.cache:

@@ -11,7 +11,7 @@ from typing import Optional
 from pydantic import Field
 
 from kgflow.data.atomic import load_atomic_dataset
-from kgflow.data.store import download_wheel, extract_members, verify_checksum
+from kgflow.data.store import download_wheel, exclusive, extract_members, verify_checksum
 from kgflow.plugin import DatasetContext, Params, RecData
 
 WHEEL = "recbole==1.2.1"
@@ -34,12 +34,16 @@ def fetch(home: Path, wheel: Optional[str] = None, force: bool = False) -> Path:
     folder = dataset_dir(home)
     if not force and all((folder / f).is_file() for f in FILES):
         return folder
-    source = Path(wheel) if wheel else None
-    if source is None:
-        cached = home / "downloads" / "recbole-1.2.1-py3-none-any.whl"
-        source = cached if cached.is_file() else download_wheel(WHEEL, home / "downloads")
-    verify_checksum(source, WHEEL_SHA256)
-    extract_members(source, MEMBER_PREFIX, FILES, folder)
+    # One fetch at a time per data home: a second process waits, then finds the verified copy.
+    with exclusive(home / "datasets" / ".movielens-100k.lock"):
+        if not force and all((folder / f).is_file() for f in FILES):
+            return folder
+        source = Path(wheel) if wheel else None
+        if source is None:
+            cached = home / "downloads" / "recbole-1.2.1-py3-none-any.whl"
+            source = cached if cached.is_file() else download_wheel(WHEEL, home / "downloads")
+        verify_checksum(source, WHEEL_SHA256)
+        extract_members(source, MEMBER_PREFIX, FILES, folder)
     return folder
 
 
