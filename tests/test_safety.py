@@ -103,7 +103,7 @@ def test_a_damaged_text_cache_says_what_to_do(tiny_bert, tmp_path, monkeypatch):
     monkeypatch.setenv("KGFLOW_HOME", str(tmp_path / "home"))
     params = TextParams(model=str(tiny_bert))
     cached_encode(["a scifi film", "a romance"], params, tmp_path / "home")
-    cache = next((tmp_path / "home" / "cache" / "text").glob("*.pt"))
+    cache = next((tmp_path / "home" / "cache" / "text").glob("*.safetensors"))
     cache.write_bytes(cache.read_bytes()[:50])
     with pytest.raises(KgflowError, match="text-embedding cache file is damaged.*delete it and rerun"):
         cached_encode(["a scifi film", "a romance"], params, tmp_path / "home")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import string
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Literal, Optional
 import numpy as np
 import pandas as pd
 import torch
+from safetensors.torch import load_file, save_file
 from pydantic import Field
 from torch import nn
 
@@ -150,10 +152,10 @@ def cached_encode(texts: list[str], params: TextParams, home: Path) -> torch.Ten
     model = resolve_model(params.model)
     key = hashlib.sha256(json.dumps([model_identity(model), params.pooling, params.max_length,
                                      params.normalize, texts]).encode()).hexdigest()[:24]
-    path = home / "cache" / "text" / f"{key}.pt"
+    path = home / "cache" / "text" / f"{key}.safetensors"  # tensors only: nothing to unpickle
     if params.cache and path.is_file():
         try:
-            return torch.load(path, weights_only=True)
+            return load_file(str(path))["vectors"]
         except Exception as exc:  # truncated or damaged: name the file and the remedy
             raise KgflowError(f"{path}: the text-embedding cache file is damaged ({type(exc).__name__}); "
                               "delete it and rerun (it is recomputed), or set cache: false") from None
@@ -161,8 +163,8 @@ def cached_encode(texts: list[str], params: TextParams, home: Path) -> torch.Ten
                      params.normalize)
     if params.cache:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save(vectors, tmp)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        save_file({"vectors": vectors.contiguous()}, str(tmp))
         tmp.replace(path)
     return vectors
 
