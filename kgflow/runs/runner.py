@@ -143,16 +143,12 @@ def run_pipeline(loaded: LoadedPipeline, out: str | Path | None = None, *, overw
     t_start = time.perf_counter()
     try:
         prepared = prepare(loaded, registry)
-    except BaseException:
-        run.release()
-        raise
-    prepare_seconds = time.perf_counter() - t_start
-    if writer:
-        try:
+        prepare_seconds = time.perf_counter() - t_start
+        if writer:
             start_run_dir(run, loaded, overwrite=overwrite, resume=resume)
-        except BaseException:
-            run.release()
-            raise
+    except BaseException:
+        run.release()  # nothing was started: the next attempt may take the directory
+        raise
     try:
         _quiet_lightning()
         environment.tune_allocator()
