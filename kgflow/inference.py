@@ -24,8 +24,8 @@ import pandas as pd
 import torch
 
 from kgflow.errors import KgflowError, RunDirError
-from kgflow.evaluation.ranking import CSR
-from kgflow.evaluation.topk import chunked_topk, known_items, mask_known, topk_frame
+from kgflow.evaluation.ranking import CSR, mask_known
+from kgflow.evaluation.topk import chunked_topk, known_items, topk_frame
 
 Exclude = Literal["seen", "train", "none"]
 

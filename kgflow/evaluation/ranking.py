@@ -54,6 +54,14 @@ class CSR:
         return row, self.indices[at]
 
 
+def mask_known(scores: torch.Tensor, users: torch.Tensor, known: CSR | None) -> torch.Tensor:
+    """``scores`` (rows = ``users``) with each user's known items at ``-inf``, in place."""
+    if known is not None:
+        row, col = known.rows(users.cpu())
+        scores[row.to(scores.device), col.to(scores.device)] = -torch.inf
+    return scores
+
+
 @dataclass
 class EvalTask:
     """Which interactions are the truth and which are masked, for one evaluation stage.
@@ -110,8 +118,7 @@ class RankingEvaluator:
         users = users.cpu()
         scores = scores.detach().float()
         n_items = scores.shape[1]
-        row, col = self.task.mask.rows(users)
-        scores[row.to(scores.device), col.to(scores.device)] = -torch.inf
+        mask_known(scores, users, self.task.mask)
         max_k = min(max(self.ks), n_items)
         t_row, t_col = self.task.truth.rows(users)
         whole = {name: fn for name, fn in self.metrics.items() if getattr(fn, "whole_ranking", False)}

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from kgflow.data.recdata import Interactions
-from kgflow.evaluation.ranking import CSR
+from kgflow.evaluation.ranking import CSR, mask_known
 
 #: Scores of every item for a chunk of dense user indices: ``[len(users), n_items]``.
 ScoreChunk = Callable[[torch.Tensor], torch.Tensor]
@@ -23,14 +23,6 @@ ScoreChunk = Callable[[torch.Tensor], torch.Tensor]
 def known_items(parts: list[Interactions], n_users: int, n_items: int) -> CSR:
     """Each user's items in ``parts`` (e.g. training and validation), as a CSR index to mask."""
     return CSR.of(parts, n_users, n_items)
-
-
-def mask_known(scores: torch.Tensor, users: torch.Tensor, known: CSR | None) -> torch.Tensor:
-    """``scores`` (rows = ``users``) with each user's known items at ``-inf``, in place."""
-    if known is not None:
-        row, col = known.rows(users.cpu())
-        scores[row.to(scores.device), col.to(scores.device)] = -torch.inf
-    return scores
 
 
 def chunked_topk(score_chunk: ScoreChunk, users: torch.Tensor, k: int, known: CSR | None = None,
