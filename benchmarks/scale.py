@@ -166,7 +166,12 @@ def run(size: str, models: list[str], work: Path, extra: list[str]) -> None:
 
 
 def table(work: Path) -> None:
-    rows = [json.loads(line) for line in (work / "results.jsonl").read_text().splitlines() if line]
+    latest = {}  # the last run of each (size, model, processes, extra settings) counts
+    for line in (work / "results.jsonl").read_text().splitlines():
+        if line:
+            r = json.loads(line)
+            latest[(r["size"], r["model"], r.get("processes"), tuple(r.get("extra", [])))] = r
+    rows = sorted(latest.values(), key=lambda r: ("SML".index(r["size"]), r["model"]))
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores\n")
     print("| size | model | processes | train pairs | load+split s | s/epoch | eval s (users x items) | "
           "peak RSS MB | valid NDCG@10 |")
