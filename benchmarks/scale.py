@@ -173,16 +173,17 @@ def table(work: Path) -> None:
             latest[(r["size"], r["model"], r.get("processes"), tuple(r.get("extra", [])))] = r
     rows = sorted(latest.values(), key=lambda r: ("SML".index(r["size"]), r["model"]))
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores\n")
-    print("| size | model | processes | train pairs | load+split s | s/epoch | eval s (users x items) | "
-          "peak RSS MB | valid NDCG@10 |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| size | model | settings | processes | train pairs | load+split s | s/epoch | "
+          "eval s (users x items) | peak RSS MB | valid NDCG@10 |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
+        settings = " ".join(v for v in r.get("extra", []) if v != "--set") or "defaults"
         if "error" in r:
-            print(f"| {r['size']} | {r['model']} | | | failed: {r['error']} | | | | |")
+            print(f"| {r['size']} | {r['model']} | {settings} | | | failed: {r['error']} | | | | |")
             continue
-        print(f"| {r['size']} | {r['model']} | {r['processes']} | {r['train']:,} | {r['prepare_s']:.1f} | "
-              f"{r['epoch_s']:.1f} | {r['eval_s']:.1f} ({r['eval_users']:,} x {r['items']:,}) | "
-              f"{r['peak_rss_mb']:,.0f} | {r['valid_ndcg@10']:.4f} |")
+        print(f"| {r['size']} | {r['model']} | {settings} | {r['processes']} | {r['train']:,} | "
+              f"{r['prepare_s']:.1f} | {r['epoch_s']:.1f} | {r['eval_s']:.1f} ({r['eval_users']:,} x "
+              f"{r['items']:,}) | {r['peak_rss_mb']:,.0f} | {r['valid_ndcg@10']:.4f} |")
 
 
 def main() -> None:
