@@ -202,20 +202,23 @@ def test_two_processes_match_one_on_movielens_kgat(tmp_path):
 @pytest.mark.slow
 def test_an_interrupted_ddp_run_resumes(tmp_path):
     out = tmp_path / "run"
+    # small batches make an epoch long enough (150 steps) to be interrupted after the first one
     args = ["run", "pipelines/quickstart.yaml", "--out", str(out), "--no-progress", *DDP,
-            "--set", "train.early_stopping=null", "--set", "train.epochs=60"]
+            "--set", "train.early_stopping=null", "--set", "train.epochs=30",
+            "--set", "train.batch_size=32"]
     proc = subprocess.Popen([sys.executable, "-m", "kgflow", *args], cwd=REPO, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     last = out / "checkpoints" / "last.ckpt"
     deadline = time.time() + 300
-    while time.time() < deadline and not last.is_file():
-        time.sleep(0.2)
-    time.sleep(1.0)
+    while time.time() < deadline and not last.is_file() and proc.poll() is None:
+        time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)  # every process of the run, mid-training
     proc.wait()
     assert last.is_file() and not (out / "metrics.json").exists()
+    interrupted_at = torch.load(last, weights_only=True)["epoch"]
+    assert interrupted_at < 29
     done = _kgflow(*args, "--resume")
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = _test_metrics(out)
-    assert metrics["timing"]["epochs"] == 60 and metrics["processes"] == 2
+    assert metrics["timing"]["epochs"] == 30 and metrics["processes"] == 2
     _assert_written_once(out)

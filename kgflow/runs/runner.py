@@ -321,7 +321,10 @@ def build_training(loaded: LoadedPipeline, split: Split, model: Recommender, run
                                 patience=stop.patience if stop else None,
                                 decimals=stop.decimals if stop else None,
                                 ties_later=(stop.ties == "later") if stop else False)
-    last = ModelCheckpoint(dirpath=run.checkpoints, save_top_k=0, save_last=True,
+    # last.ckpt after every evaluation (after BestCheckpoint has updated its state), so that an
+    # interrupted run resumes from its latest epoch; Lightning's save_last alone writes nothing
+    # when no other checkpoint is saved by the same callback.
+    last = ModelCheckpoint(dirpath=run.checkpoints, filename="last", monitor=None, save_top_k=1,
                            enable_version_counter=False)
     show = sys.stderr.isatty() if progress is None else progress
     trainer_args: dict[str, Any] = {
