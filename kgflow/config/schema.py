@@ -114,13 +114,14 @@ class Sampling(Strict):
         "runs the encoder on its batch's sampled neighbourhood (mini-batch training)")
     fanouts: Optional[list[int]] = Field(
         None, description="neighbor: incoming edges kept per node at each hop, one per encoder layer "
-        "(-1 keeps all), e.g. [10, 10] for two layers")
+        "(-1 keeps all), e.g. [10, 10] for two layers; [] for an encoder without layers (mf): a "
+        "step then reads only its batch's rows")
 
     @field_validator("fanouts")
     @classmethod
     def _fanouts(cls, value: Optional[list[int]]) -> Optional[list[int]]:
-        if value is not None and (not value or any(f == 0 or f < -1 for f in value)):
-            raise ValueError("fanouts must be a non-empty list of positive counts (or -1 for all)")
+        if value is not None and any(f == 0 or f < -1 for f in value):
+            raise ValueError("fanouts must be positive counts (or -1 for all)")
         return value
 
     @model_validator(mode="after")
@@ -134,7 +135,10 @@ class TrainConfig(Strict):
     epochs: int = Field(300, ge=1)
     batch_size: int = Field(2048, ge=1)
     lr: float = Field(1e-3, gt=0)
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    optimizer: Literal["adam", "adamw", "sgd", "sparse_adam"] = Field(
+        "adam", description="sparse_adam: Adam that updates only the embedding rows a batch used "
+        "(lazy Adam), so that a step costs the batch, not the tables; pair it with "
+        "sampling: neighbor (docs/scale.md)")
     weight_decay: float = Field(0.0, ge=0)
     eval_every: int = Field(1, ge=1, description="validate every N epochs")
     init_from: Optional[str] = Field(

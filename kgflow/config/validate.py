@@ -217,6 +217,7 @@ def resolve_components(config: PipelineConfig, located: Located,
         resolve_data_paths(ref._parsed, ref.params, located, path + ("params",))
     issues += _capability_issues(config, located, registry)
     issues += _sampling_issues(config, located, registry)
+    issues += _optimizer_issues(config, located)
     for i, metric in enumerate(config.eval.metrics):
         try:
             registry.get("metric", metric)
@@ -353,6 +354,20 @@ def _sampling_issues(config: PipelineConfig, located: Located, registry: Registr
                 "layer(s): give one fan-out per layer", path=format_path(fpath), file=ffile,
                 line=fline, value=sampling.fanouts, has_value=True))
     return issues
+
+
+def _optimizer_issues(config: PipelineConfig, located: Located) -> list[ConfigIssue]:
+    """``sparse_adam``'s sparse gradients are not reduced across DDP processes by kgflow."""
+    from kgflow.training.distributed import is_distributed
+
+    if config.train.optimizer != "sparse_adam" or not is_distributed(config.trainer):
+        return []
+    path = ("train", "optimizer")
+    file, line = located.where(path)
+    return [ConfigIssue("optimizer sparse_adam runs in one process only: its sparse embedding "
+                        "gradients cannot be all-reduced by every DDP backend (NCCL cannot)",
+                        path=format_path(path), file=file, line=line, value="sparse_adam",
+                        has_value=True, hint="use optimizer: adam with several devices")]
 
 
 def _layers(ref: ComponentRef) -> int | None:

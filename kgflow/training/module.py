@@ -11,6 +11,7 @@ from kgflow.config.schema import TrainConfig
 from kgflow.evaluation.ranking import EvalTask, MetricFn, RankingEvaluator
 from kgflow.models import AuxiliaryObjective, Embeddings, GraphEncoder, Recommender
 from kgflow.training.distributed import all_gather_rows, all_reduce_sum, rank_and_world
+from kgflow.training.optim import RowSparseAdam, use_sparse_lookups
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -110,7 +111,11 @@ class RecModule(L.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         cfg = self.train_cfg
+        if cfg.optimizer == "sparse_adam":
+            use_sparse_lookups(self)
         params = [p for p in self.parameters() if p.requires_grad]
+        if cfg.optimizer == "sparse_adam":
+            return RowSparseAdam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         if cfg.optimizer == "adam":
             return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         if cfg.optimizer == "adamw":

@@ -27,7 +27,8 @@ class Subgraph:
 
 
 class NeighborSampler:
-    """Samples up to ``fanouts[k]`` incoming edges per node at hop ``k`` (``-1``: all of them).
+    """Samples up to ``fanouts[k]`` incoming edges per node at hop ``k`` (``-1``: all of them);
+    no fan-outs: the seeds alone, without edges (encoders without layers).
 
     A node with no more incoming edges than its fan-out keeps them all; a larger one gets
     ``fanout`` draws with replacement, duplicates removed, so a hub's cost is its fan-out, never
@@ -37,7 +38,7 @@ class NeighborSampler:
                  edge_id: torch.Tensor | None = None) -> None:
         """``edge_id``: each edge's position in the graph's edge list, when ``edge_index`` is a
         selection of the graph's edges (by default its position in ``edge_index``)."""
-        if not fanouts or any(f == 0 or f < -1 for f in fanouts):
+        if any(f == 0 or f < -1 for f in fanouts):
             raise ValueError(f"fan-outs must be positive (or -1 for all neighbours), got {fanouts}")
         dst = edge_index[1].long()
         order = torch.argsort(dst, stable=True)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -19,6 +19,11 @@ class EmbeddingParams(Params):
     init_std: float = Field(0.1, gt=0, description="standard deviation for init: normal")
 
 
+class MFParams(EmbeddingParams):
+    #: no propagation layers: sampled training takes ``fanouts: []`` (the batch's own rows)
+    layers: ClassVar[int] = 0
+
+
 def _embedding(n: int, params: EmbeddingParams) -> nn.Embedding:
     emb = nn.Embedding(n, params.dim)
     if params.init == "normal":
@@ -31,11 +36,17 @@ def _embedding(n: int, params: EmbeddingParams) -> nn.Embedding:
 
 
 class MF(GraphEncoder):
-    """Matrix factorisation: a user and an item embedding table, scored by dot product (BPR-MF)."""
+    """Matrix factorisation: a user and an item embedding table, scored by dot product (BPR-MF).
 
-    def __init__(self, n_users: int, n_items: int, params: EmbeddingParams) -> None:
+    With ``train.sampling: {method: neighbor, fanouts: []}`` a training step reads only its
+    batch's rows (no hops: MF has no layers), which with ``optimizer: sparse_adam`` makes a step's
+    cost follow the batch rather than the tables."""
+
+    def __init__(self, n_users: int, n_items: int, params: EmbeddingParams, item_offset: int | None = None) -> None:
         super().__init__()
         self.n_users, self.n_items = n_users, n_items
+        #: where items start among the node ids a sampled batch names (users start at 0)
+        self.item_offset = n_users if item_offset is None else item_offset
         self.user = _embedding(n_users, params)
         self.item = _embedding(n_items, params)
 
@@ -49,7 +60,24 @@ class MF(GraphEncoder):
         return self.user.weight, self.item.weight
 
     def ego(self, users: torch.Tensor, items: torch.Tensor) -> list[torch.Tensor]:
-        return [self.user.weight.index_select(0, users), self.item.weight.index_select(0, items)]
+        # module calls, not weight indexing: they give sparse gradients under sparse_adam
+        return [self.user(users), self.item(items)]
+
+    def forward_sampled(self, nodes: torch.Tensor, edge_index: torch.Tensor,
+                        edge_id: torch.Tensor) -> torch.Tensor:
+        """The rows of ``nodes`` (users below ``item_offset``, items from it); edges are unused."""
+        return _lookup_rows(nodes, [(0, self.n_users, self.user), (self.item_offset, self.n_items, self.item)])
+
+
+def _lookup_rows(nodes: torch.Tensor, tables: list[tuple[int, int, nn.Embedding]]) -> torch.Tensor:
+    """Vectors of global node ids drawn from several tables, each given as (first id, count,
+    table). Rows are read by calling the table, so that a sparse table yields a sparse gradient."""
+    first = tables[0][2]
+    x = first.weight.new_zeros(len(nodes), first.embedding_dim)
+    for start, count, table in tables:
+        at = torch.nonzero((nodes >= start) & (nodes < start + count)).flatten()
+        x = x.index_put((at,), table(nodes[at] - start))
+    return x
 
 
 class _SymmetricSpMM(torch.autograd.Function):
@@ -108,14 +136,10 @@ class LightGCN(GraphEncoder):
 
     def _rows(self, nodes: torch.Tensor) -> torch.Tensor:
         """Layer-0 vectors of global node ids, from the user, item and other tables."""
-        x = self.user.weight.new_zeros(len(nodes), self.user.weight.shape[1])
         tables = [(self.user_offset, self.n_users, self.user), (self.item_offset, self.n_items, self.item)]
         if self.other is not None:
             tables.append((self.n_users + self.n_items, self.other.num_embeddings, self.other))
-        for start, count, table in tables:
-            at = torch.nonzero((nodes >= start) & (nodes < start + count)).flatten()
-            x = x.index_put((at,), table.weight.index_select(0, nodes[at] - start))
-        return x
+        return _lookup_rows(nodes, tables)
 
     def forward_sampled(self, nodes: torch.Tensor, edge_index: torch.Tensor,
                         edge_id: torch.Tensor) -> torch.Tensor:
@@ -148,10 +172,13 @@ class LightGCN(GraphEncoder):
         return self.user.weight, self.item.weight
 
     def ego(self, users: torch.Tensor, items: torch.Tensor) -> list[torch.Tensor]:
-        return [self.user.weight.index_select(0, users), self.item.weight.index_select(0, items)]
+        return [self.user(users), self.item(items)]
 
 
-def build_mf(params: EmbeddingParams, ctx: EncoderContext) -> MF:
+def build_mf(params: MFParams, ctx: EncoderContext) -> MF:
+    graph = ctx.graph
+    if graph is not None and graph.node_offsets.get("user") == 0 and "item" in graph.node_offsets:
+        return MF(ctx.split.n_users, ctx.split.n_items, params, graph.node_offsets["item"])
     return MF(ctx.split.n_users, ctx.split.n_items, params)
 
 
@@ -168,8 +195,9 @@ def kgflow_components() -> list[Component]:
     return [
         Component("encoder", "text", build_text, TextParams,
                   "frozen language-model embeddings of item (and user) texts from templates"),
-        Component("encoder", "mf", build_mf, EmbeddingParams,
-                  "matrix factorisation (BPR-MF): ID embeddings, no graph", aliases=("bpr-mf",)),
+        Component("encoder", "mf", build_mf, MFParams,
+                  "matrix factorisation (BPR-MF): ID embeddings, no graph", aliases=("bpr-mf",),
+                  provides=("neighbor_sampling",)),
         Component("encoder", "lightgcn", build_lightgcn, LightGCNParams,
                   "LightGCN: weightless symmetric-normalised propagation, mean over layers",
                   provides=("neighbor_sampling",)),
