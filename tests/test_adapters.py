@@ -51,6 +51,13 @@ def test_joint_lora_trains_only_adapter_and_graph(tiny_bert, tmp_path, invoke):
     assert result.exit_code == 0, result.output
     merged = AutoModel.from_pretrained(tmp_path / "merged")
     assert sum(p.numel() for p in merged.parameters()) == sum(p.numel() for p in lm.parameters())
+    # the merged fine-tune has the base model's architecture and file sizes, never its cached vectors
+    from kgflow_plugins.text import TextParams, cached_encode
+
+    texts = ["scifi war", "romance comedy"]
+    base = cached_encode(texts, TextParams(model=str(tiny_bert)), tmp_path / "home")
+    tuned = cached_encode(texts, TextParams(model=str(tmp_path / "merged")), tmp_path / "home")
+    assert not torch.allclose(base, tuned)
     # a later run starts from the saved adapter (whose embeddings differ from the frozen model's)
     again = run_fast(joint(tiny_bert, LORA, adapter_path=str(adapter)), tmp_path / "again")
     assert again["test"]["all"]["ndcg@10"] >= 0

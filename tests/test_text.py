@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from kgflow.errors import ConfigError, KgflowError
 from kgflow.testing import run_fast
@@ -218,3 +219,27 @@ def test_user_template_history_field_uses_training_items_only(tiny_bert):
     held_out = set(split.test.item[split.test.user == 0]) - set(own)
     assert not any(items[i] in texts[0] for i in held_out)
     assert texts[0].startswith(str(data.users.loc[str(split.user_ids[0]), "gender"]))
+
+
+def test_two_models_of_one_architecture_never_share_cached_vectors(tiny_bert, tmp_path):
+    """The cache key hashes the weights: a fine-tune with the same config and file sizes (here:
+    the same tiny BERT re-initialised) gets its own vectors, not the first model's."""
+    import shutil
+
+    from kgflow_plugins.text import TextParams, cached_encode
+    from transformers import BertModel
+
+    other = tmp_path / "other-bert"
+    shutil.copytree(tiny_bert, other)
+    torch.manual_seed(123)
+    BertModel(BertModel.from_pretrained(tiny_bert).config).save_pretrained(other)
+    sizes = lambda folder: sorted((p.name, p.stat().st_size) for p in folder.iterdir())  # noqa: E731
+    assert sizes(other) == sizes(tiny_bert)  # what the old key looked at is identical
+    home = tmp_path / "home"
+    texts = ["scifi war", "romance comedy"]
+    first = cached_encode(texts, TextParams(model=str(tiny_bert)), home)
+    second = cached_encode(texts, TextParams(model=str(other)), home)
+    assert not torch.allclose(first, second)
+    assert len(list((home / "cache" / "text").glob("*.safetensors"))) == 2
+    # and the cache still serves each model its own vectors
+    torch.testing.assert_close(cached_encode(texts, TextParams(model=str(other)), home), second)

@@ -110,12 +110,47 @@ def empty_fields(table: pd.DataFrame, ids: np.ndarray, template: str) -> dict[st
 
 
 def model_identity(model: str) -> str:
-    """What the cache key records of a model: its config (and weights' size) for a folder."""
+    """What the cache key records of a model: a hash of every file of its folder (config, weights,
+    tokenizer, adapter), so that two fine-tunes of one architecture, or a merged export, never
+    share cached vectors. A hub id is hashed through its local snapshot when there is one."""
     path = Path(model)
-    if path.is_dir():
-        stat = sorted((p.name, p.stat().st_size) for p in path.iterdir() if p.is_file())
-        return json.dumps([(path / "config.json").read_text(), stat])
-    return model
+    if not path.is_dir():
+        snapshot = _hub_snapshot(model)
+        if snapshot is None:
+            return model
+        path = snapshot
+    return json.dumps([model if path != Path(model) else None, _folder_digest(path.resolve())])
+
+
+_DIGESTS: dict[tuple, str] = {}
+
+
+def _folder_digest(folder: Path) -> str:
+    """sha256 over the relative paths and contents of every file under ``folder``; remembered for
+    the process by (path, size, mtime) of each file, so a run hashes a model once."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    stamp = (str(folder),) + tuple((str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns)
+                                   for p in files)
+    if stamp not in _DIGESTS:
+        digest = hashlib.sha256()
+        for p in files:
+            digest.update(str(p.relative_to(folder)).encode() + b"\0")
+            with open(p, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+        _DIGESTS[stamp] = digest.hexdigest()
+    return _DIGESTS[stamp]
+
+
+def _hub_snapshot(model_id: str) -> Path | None:
+    """The local snapshot folder of a hub model, when the Hugging Face cache holds one."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(model_id, "config.json")
+    except Exception:  # not a valid repo id, or no hub library: the id is all we know
+        return None
+    return Path(found).parent if isinstance(found, str) else None
 
 
 def load_pretrained(model: str):
