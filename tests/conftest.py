@@ -6,6 +6,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from kgflow.cli import cli
@@ -103,3 +104,41 @@ def tiny_bert(tmp_path_factory) -> Path:
                         intermediate_size=64, max_position_embeddings=64)
     BertModel(config).save_pretrained(folder)
     return folder
+
+
+def served_metrics(out: Path, stage: str = "test", random: bool = False) -> dict:
+    """``stage``'s metrics recomputed from the run directory alone: the best checkpoint, served by
+    TrainedRun, scores every item for every user and kgflow's external evaluation ranks them
+    (``random``: a seeded random scorer on the same split, the floor a model must beat)."""
+    import numpy as np
+    import pandas as pd
+
+    from kgflow.inference import TrainedRun, evaluate_scores
+
+    run = TrainedRun.load(out)
+    split = run.split
+    users = np.arange(split.n_users)
+    if random:
+        scores = torch.rand(len(users), split.n_items, generator=torch.Generator().manual_seed(0))
+    else:
+        scores = run.scores(users, exclude="none")
+    frame = pd.DataFrame({"user": np.repeat(split.user_ids.astype(str), split.n_items),
+                          "item": np.tile(split.item_ids.astype(str), split.n_users),
+                          "score": scores.flatten().numpy()})
+    return evaluate_scores(frame, run, stage=stage)[0]
+
+
+def assert_reported_metrics_reproduce(out: Path, stage: str = "test", beats_random: bool = True) -> dict:
+    """metrics.json's ``stage`` figures are what the saved model scores on the saved split (to
+    float precision) and (``beats_random``) beat random ranking; returns the reported ``all``
+    group. Smoke runs of a few epochs on tiny data need not beat random: they pass False."""
+    import json
+
+    reported = json.loads((out / "metrics.json").read_text())[stage]["all"]
+    served = served_metrics(out, stage)["all"]
+    for key, value in reported.items():
+        assert served[key] == pytest.approx(value, abs=1e-5), (key, served[key], value)
+    if beats_random:
+        floor = served_metrics(out, stage, random=True)["all"]
+        assert reported["ndcg@10"] > floor["ndcg@10"], (reported, floor)
+    return reported

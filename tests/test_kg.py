@@ -7,6 +7,7 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import assert_reported_metrics_reproduce
 import torch
 
 from kgflow.data.kg import clean_triples, link_items, prepare_kg, shuffle_tails, within_hops
@@ -226,7 +227,7 @@ KG_TINY = {"graph": {"name": "collaborative_kg"}, "train": {"epochs": 2}}
 def test_relational_encoders_train_end_to_end(tmp_path, encoder, auxiliary):
     metrics = run_fast({**KG_TINY, "encoders": {"graph": encoder},
                         "objective": {"auxiliary": auxiliary}}, tmp_path / "run")
-    assert 0 < metrics["test"]["all"]["ndcg@10"] <= 1
+    assert_reported_metrics_reproduce(tmp_path / "run", beats_random=False)  # 3 epochs: a smoke run
     graph = json.loads((tmp_path / "run" / "graph.json").read_text())
     assert graph["stats"]["items_linked"] > 0
 

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import assert_reported_metrics_reproduce
 import torch
 
 from kgflow.errors import ConfigError, KgflowError
@@ -121,7 +122,7 @@ def test_fusion_roles_are_checked(tiny_bert, tmp_path):
 @pytest.mark.parametrize("name", ["movielens-content", "movielens-lm-feature", "movielens-coldstart",
                                   "movielens-coldstart-id"])
 def test_movielens_text_pipelines_with_minilm(invoke, tmp_path, name):
-    from conftest import REPO
+    from conftest import assert_reported_metrics_reproduce, REPO
 
     result = invoke("run", str(REPO / "pipelines" / f"{name}.yaml"), "--out", str(tmp_path / name),
                     "--no-progress", "--set", "train.epochs=2", "--set", "train.lr=0.01")
@@ -167,7 +168,8 @@ def test_feature_fusion_over_a_knowledge_graph(tiny_bert, tmp_path, encoder):
                                      "text": text_encoder(tiny_bert)},
                         "fusion": {"name": "feature", "params": {"use_id": True}},
                         "train": {"epochs": 2}}, tmp_path / "r")
-    assert 0 < metrics["test"]["all"]["ndcg@10"] <= 1
+    assert metrics["parameters"]["trainable"] > 0
+    assert_reported_metrics_reproduce(tmp_path / "r", beats_random=False)  # 2 epochs: a smoke run
 
 
 def test_empty_text_fields_are_counted_reported_and_handled(tiny_bert, tmp_path, monkeypatch, capsys):
