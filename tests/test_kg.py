@@ -225,7 +225,7 @@ KG_TINY = {"graph": {"name": "collaborative_kg"}, "train": {"epochs": 2}}
     ({"name": "gat", "params": {"dim": 8, "heads": 2}}, [{"name": "transr", "params": {"schedule": "joint"}}]),
 ])
 def test_relational_encoders_train_end_to_end(tmp_path, encoder, auxiliary):
-    metrics = run_fast({**KG_TINY, "encoders": {"graph": encoder},
+    run_fast({**KG_TINY, "encoders": {"graph": encoder},
                         "objective": {"auxiliary": auxiliary}}, tmp_path / "run")
     assert_reported_metrics_reproduce(tmp_path / "run", beats_random=False)  # 3 epochs: a smoke run
     graph = json.loads((tmp_path / "run" / "graph.json").read_text())

@@ -122,7 +122,7 @@ def test_fusion_roles_are_checked(tiny_bert, tmp_path):
 @pytest.mark.parametrize("name", ["movielens-content", "movielens-lm-feature", "movielens-coldstart",
                                   "movielens-coldstart-id"])
 def test_movielens_text_pipelines_with_minilm(invoke, tmp_path, name):
-    from conftest import assert_reported_metrics_reproduce, REPO
+    from conftest import REPO
 
     result = invoke("run", str(REPO / "pipelines" / f"{name}.yaml"), "--out", str(tmp_path / name),
                     "--no-progress", "--set", "train.epochs=2", "--set", "train.lr=0.01")
