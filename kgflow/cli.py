@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import click
 
@@ -13,13 +15,60 @@ from kgflow import __version__
 from kgflow.errors import KgflowError
 
 
+class _ConsoleHandler(logging.Handler):
+    """Renders kgflow's log records as plain lines: info on stdout, warnings and errors on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        warn = record.levelno >= logging.WARNING
+        click.echo(("warning: " if record.levelno == logging.WARNING else "") + record.getMessage()
+                   if warn else record.getMessage(), err=warn)
+
+
+@contextmanager
+def _console_logging() -> Iterator[None]:
+    """For the duration of a command, kgflow's ``logging`` output is printed on the console."""
+    logger = logging.getLogger("kgflow")
+    handler, level, propagate = _ConsoleHandler(), logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
 class KgflowGroup(click.Group):
     """Prints :class:`KgflowError` as a message (exit 2) unless ``--debug`` asks for the traceback,
-    and lets plugins add commands."""
+    and lets plugins add commands.
+
+    Plugins are loaded only when a name is not one of kgflow's own commands (or for
+    ``kgflow plugins``): loading them imports torch and every plugin, which ``kgflow --help`` or
+    ``kgflow validate`` of a typo need not wait for."""
+
+    plugin_commands_loaded = False
+
+    def load_plugin_commands(self) -> list[str]:
+        """Let installed plugins add their commands (once); returns the names they added."""
+        before = set(self.commands)
+        if not self.plugin_commands_loaded:
+            self.plugin_commands_loaded = True
+            _add_plugin_commands()
+        return sorted(set(self.commands) - before)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and not self.plugin_commands_loaded:
+            self.load_plugin_commands()
+            command = super().get_command(ctx, cmd_name)
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with _console_logging():
+                return super().invoke(ctx)
         except KgflowError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
@@ -27,7 +76,7 @@ class KgflowGroup(click.Group):
             sys.exit(exc.exit_code)
 
 
-@click.group(cls=KgflowGroup)
+@click.group(cls=KgflowGroup, epilog="Installed plugins may add commands: `kgflow plugins` lists them.")
 @click.version_option(__version__, prog_name="kgflow")
 @click.option("--debug", is_flag=True, help="Show full tracebacks.")
 @click.option("--trace-plugins", is_flag=True,
@@ -73,8 +122,10 @@ def run(pipeline: str, overrides: tuple[str, ...], out: str | None, overwrite: b
     speaks = is_writer(loaded.config.trainer)  # under DDP, rank 0 speaks for every process
     if speaks:
         click.echo(f"kgflow {__version__}: running {loaded.name} -> {target}")
-    result = run_pipeline(loaded, target, overwrite=overwrite, resume=resume, progress=progress,
-                          echo=click.echo)
+    from kgflow.runs.environment import tune_allocator
+
+    tune_allocator()  # the command owns its process; the Python API leaves the allocator alone
+    result = run_pipeline(loaded, target, overwrite=overwrite, resume=resume, progress=progress)
     if speaks:
         print_metrics(result)
         click.echo(f"metrics: {target / 'metrics.json'}")
@@ -116,6 +167,7 @@ def plugins(as_json: bool) -> None:
         "broken": [{"name": b.name, "package": b.package, "version": b.version, "error": b.error}
                    for b in registry.broken],
         "conflicts": [c.message() for c in registry.conflicts],
+        "commands": _plugin_command_names(),
     }
     if as_json:
         click.echo(json.dumps(data, indent=2))
@@ -135,6 +187,8 @@ def plugins(as_json: bool) -> None:
         console.print(f"[red]broken plugin[/red] {b['name']} ({b['package']} {b['version']}): {b['error']}")
     for msg in data["conflicts"]:
         console.print(f"[red]conflict[/red] {msg}")
+    if data["commands"]:
+        console.print("commands added by plugins: " + ", ".join(f"kgflow {c}" for c in data["commands"]))
 
 
 @cli.command()
@@ -461,6 +515,12 @@ def new_plugin_cmd(name: str, parent: str) -> None:
     click.echo(f"created {root}\nnext: pip install -e {root}[test] && python -m pytest {root}")
 
 
+def _plugin_command_names() -> list[str]:
+    """The commands installed plugins add to ``kgflow``."""
+    cli.load_plugin_commands()
+    return sorted(set(cli.commands) - BUILTIN_COMMANDS)
+
+
 def _add_plugin_commands() -> None:
     try:
         from kgflow.registry import get_registry
@@ -471,8 +531,10 @@ def _add_plugin_commands() -> None:
 
 
 def main() -> None:
-    _add_plugin_commands()
     cli(prog_name="kgflow")
+
+
+BUILTIN_COMMANDS = frozenset(cli.commands)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,14 @@ class KgflowError(Exception):
     exit_code = 2
 
 
+class NotSupportedError(KgflowError, TypeError):
+    """A model was asked for something its kind cannot do (take external features, place a user
+    from text, train on sampled subgraphs): raised by the default hooks of :mod:`kgflow.models`,
+    and by plugins for the same reason. Callers catch this type, never ``TypeError`` as such, so
+    that a genuine bug keeps its traceback. (It is a ``TypeError`` too, for plugins written
+    against older kgflow.)"""
+
+
 @dataclass
 class ConfigIssue:
     """One problem in a pipeline file, located as precisely as we can."""

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from kgflow.errors import KgflowError, RunDirError
+from kgflow.errors import KgflowError, NotSupportedError, RunDirError
 from kgflow.evaluation.ranking import CSR, mask_known
 from kgflow.evaluation.topk import chunked_topk, known_items, topk_frame
 
@@ -141,7 +141,7 @@ class TrainedRun:
         emb = self._embeddings()
         try:
             vector = self.model.new_user(emb, index, text if text and text.strip() else None)
-        except TypeError as exc:
+        except NotSupportedError as exc:
             raise KgflowError(f"{self.path}: {exc}") from None
         from kgflow.models import Embeddings
 

@@ -9,6 +9,8 @@ from typing import Callable, Iterator, Literal
 import torch
 from torch import nn
 
+from kgflow.errors import NotSupportedError
+
 
 @dataclass
 class Embeddings:
@@ -31,12 +33,12 @@ class GraphEncoder(nn.Module):
     def propagate(self, user0: torch.Tensor, item0: torch.Tensor) -> Embeddings:
         """Run the encoder on given layer-0 user and item representations instead of its own ID
         embeddings (how a fusion feeds it language-model features). Encoders that cannot take
-        external inputs raise ``TypeError``."""
-        raise TypeError(f"{type(self).__name__} cannot take external input features")
+        external inputs raise :class:`~kgflow.errors.NotSupportedError`."""
+        raise NotSupportedError(f"{type(self).__name__} cannot take external input features")
 
     def input_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The encoder's own layer-0 (ID) user and item tables, for fusions that add to them."""
-        raise TypeError(f"{type(self).__name__} has no ID embedding tables")
+        raise NotSupportedError(f"{type(self).__name__} has no ID embedding tables")
 
     def ego(self, users: torch.Tensor, items: torch.Tensor) -> list[torch.Tensor]:
         """The layer-0 (trainable input) rows used for L2 regularisation of a batch."""
@@ -69,12 +71,12 @@ class GraphEncoder(nn.Module):
         sends, row 1 receives), ``edge_id`` each edge's position in the full graph (for its
         relation or weight). Encoders that support ``train.sampling: neighbor`` implement it and
         register with ``provides=("neighbor_sampling",)``."""
-        raise TypeError(f"{type(self).__name__} cannot train on sampled subgraphs")
+        raise NotSupportedError(f"{type(self).__name__} cannot train on sampled subgraphs")
 
     def kg_embeddings(self) -> "KgEmbeddings":
         """The layer-0 tables a KG embedding objective (TransE, TransR) trains; encoders over a
         graph with relations implement it."""
-        raise TypeError(f"{type(self).__name__} has no node embeddings for a KG objective")
+        raise NotSupportedError(f"{type(self).__name__} has no node embeddings for a KG objective")
 
 
 @dataclass
@@ -189,7 +191,7 @@ class Recommender(nn.Module):
         The default folds the user in from ``items`` alone (:func:`fold_in`), which any
         dot-product model supports; models that read text override this to use ``text``."""
         if text is not None:
-            raise TypeError("this model does not read text, so it cannot place a user from a "
+            raise NotSupportedError("this model does not read text, so it cannot place a user from a "
                             "profile text; give liked items instead, or use a model with a text "
                             "encoder (fusion content or feature)")
         if items.numel() == 0:

@@ -26,7 +26,7 @@ from torch import nn
 
 from kgflow.data.recdata import Interactions, RecData, Split
 from kgflow.graph import GraphBundle, GraphReport
-from kgflow.errors import ConfigIssue, DataError, KgflowError
+from kgflow.errors import ConfigError, ConfigIssue, DataError, KgflowError, NotSupportedError
 from kgflow.graph import INTERACT, INVERSE_SUFFIX
 from kgflow.models import (AuxiliaryObjective, Embeddings, EncoderRecommender, GraphEncoder,
                            KgEmbeddings, Recommender, fold_in, typical_user_norm)
@@ -113,4 +113,4 @@ __all__ = ["Component", "ConfigCheck", "NoParams", "Params", "hookimpl", "Datase
            "ObjectiveContext", "AuxiliaryObjective", "KgEmbeddings", "INTERACT", "INVERSE_SUFFIX",
            "RecData", "Split", "Interactions", "GraphBundle", "GraphReport", "GraphEncoder",
            "Recommender", "Embeddings", "EncoderRecommender", "fold_in", "typical_user_norm",
-           "ConfigIssue", "DataError", "KgflowError", "in_sorted", "is_distributed", "DataPath"]
+           "ConfigIssue", "ConfigError", "DataError", "KgflowError", "NotSupportedError", "in_sorted", "is_distributed", "DataPath"]

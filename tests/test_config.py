@@ -172,3 +172,78 @@ def test_extends_switching_component_replaces_its_params(write):
     loaded = load_pipeline(child)
     assert loaded.config.encoders["graph"].name == "mf"
     assert loaded.config.encoders["graph"].parsed.dim == 4
+
+
+# -- mistakes that used to surface only when the model was built --------------------------------
+@pytest.mark.parametrize("encoders, extra, expected", [
+    ("graph: {name: gat, params: {dim: 10, heads: 3}}", "",
+     "encoders.graph.params: dim 10 must be divisible by heads 3"),
+    ("graph: {name: kgat, params: {dim: 8}}", "",
+     "encoder 'kgat' needs a graph with relations, but builder 'user_item' provides none"),
+    ("graph: {name: lightgcn, params: {dim: 8}}", "fusion: content\n",
+     "fusion 'content' does not use the encoders ['graph']"),
+    ("graph: {name: lightgcn, params: {dim: 8}}", "fusion: feature\n",
+     "fusion 'feature' needs an encoder under the role 'text'"),
+    ("graph: {name: lightgcn, params: {dim: 8}}", "eval: {metrics: [ndcg, hitrate]}\n",
+     "eval.metrics[1]: unknown metric 'hitrate'"),
+])
+def test_build_time_mistakes_are_found_by_validate(write, encoders, extra, expected):
+    path = write("p.yaml", "kgflow: 1\ndataset: {name: synthetic, params: {users: 50, items: 30}}\n"
+                           f"encoders:\n  {encoders}\n{extra}")
+    assert any(expected in msg for msg in errors_of(path)), errors_of(path)
+
+
+def test_top_layers_beyond_the_models_blocks_is_found_by_validate(write, tiny_bert):
+    path = write("p.yaml", f"""kgflow: 1
+dataset: {{name: synthetic, params: {{users: 50, items: 30}}}}
+encoders:
+  graph: {{name: lightgcn, params: {{dim: 8}}}}
+  text: {{name: text, params: {{model: {tiny_bert}, freeze: top_layers, top_layers: 5}}}}
+fusion: joint
+""")
+    [msg] = errors_of(path)
+    assert "encoders.text.params.top_layers: top_layers: 5 but the model has 2 transformer blocks" in msg
+    assert f"{path}:5" in msg
+
+
+def test_three_independent_mistakes_are_reported_together(write):
+    path = write("p.yaml", """kgflow: 1
+dataset: {name: synthetic, params: {users: 50, items: 30}}
+encoders:
+  graph: {name: gat, params: {dim: 10, heads: 4}}
+  text: {name: text}
+eval: {metrics: [ndcg, recal]}
+""")
+    msgs = errors_of(path)
+    joined = "\n".join(msgs)
+    assert len(msgs) == 3, joined
+    assert "dim 10 must be divisible by heads 4" in joined
+    assert "unknown metric 'recal'" in joined
+    assert "fusion 'none' does not use the encoders ['text']" in joined
+
+
+def test_a_run_that_fails_while_building_leaves_no_run_directory(invoke, write, tmp_path):
+    """The model is built before the run directory is made: a component failing at build time
+    (here a text model that cannot be loaded) leaves nothing, and an old run it was to replace
+    stays as it was."""
+    path = write("p.yaml", f"""kgflow: 1
+dataset: {{name: synthetic, params: {{users: 50, items: 30, interactions_per_user: 8}}}}
+encoders:
+  graph: {{name: lightgcn, params: {{dim: 8}}}}
+  text: {{name: text, params: {{model: {tmp_path / "no-such-model"}, cache: false}}}}
+fusion: feature
+train: {{epochs: 1}}
+""")
+    out = tmp_path / "run"
+    result = invoke("run", str(path), "--out", str(out), "--no-progress")
+    assert result.exit_code == 2 and "cannot load the text model" in result.output
+    assert not out.exists()
+    good = write("good.yaml", TINY)
+    assert invoke("run", str(good), "--out", str(out), "--no-progress").exit_code == 0
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    result = invoke("run", str(path), "--out", str(out), "--no-progress", "--overwrite")
+    assert result.exit_code == 2
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    import json
+
+    assert json.loads((out / "run.json").read_text())["state"] == "finished"

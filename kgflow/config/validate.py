@@ -412,14 +412,23 @@ def validate_located(located: Located, source: str, registry: Registry | None = 
         raise ConfigError(requirement_issues, source)
     issues = resolve_components(config, located, registry)
     issues += _trainer_issues(config.trainer, located)
-    if not issues:
-        for check in registry.checks:
-            for issue in check.check(config, registry) or []:
-                if issue.file is None and issue.path:  # point at the line the dotted path names
-                    keys = tuple(int(k) if k.isdigit() else k for k in issue.path.split("."))
-                    issue.file, issue.line = located.where(keys)
-                    issue.file = issue.file or source
-                issues.append(issue)
+    # Plugins' cross-cutting checks run too, so that a file's independent mistakes are all
+    # reported at once; a check that cannot work on a file with earlier problems (a component
+    # that did not resolve) is skipped rather than reporting a consequence of them.
+    earlier = bool(issues)
+    for check in registry.checks:
+        try:
+            found = list(check.check(config, registry) or [])
+        except Exception:
+            if earlier:
+                continue
+            raise
+        for issue in found:
+            if issue.file is None and issue.path:  # point at the line the dotted path names
+                keys = tuple(int(k) if k.isdigit() else k for k in issue.path.split("."))
+                issue.file, issue.line = located.where(keys)
+                issue.file = issue.file or source
+            issues.append(issue)
     if issues:
         raise ConfigError(issues, source)
     return LoadedPipeline(config, located, source, tuple(overrides))

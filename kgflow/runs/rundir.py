@@ -15,6 +15,7 @@ Layout::
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -151,9 +152,10 @@ class RunDir:
             self._replaced = None
         self.release()
 
-    def fail(self, error: str) -> None:
+    def fail(self, error: str, state: str = "failed", **extra: Any) -> None:
+        """Record why the run stopped (``state``: failed, or interrupted by a signal)."""
         if self.path.is_dir():
-            self.set_state("failed", error=error)
+            self.set_state(state, error=error, **extra)
         if self._replaced is not None:
-            print(f"the previous run is kept at {self._replaced}")
+            logging.getLogger("kgflow.run").warning(f"the previous run is kept at {self._replaced}")
         self.release()

@@ -9,9 +9,10 @@ import os
 import sys
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import yaml
 
@@ -28,6 +29,7 @@ from kgflow.plugin import (BuilderContext, DatasetContext, EncoderContext, Fusio
 from kgflow.registry import Registry, get_registry
 from kgflow.runs import environment
 from kgflow.runs.checkpoint import read_checkpoint
+from kgflow.runs.interrupt import RunInterrupted, StopOnSignal, resume_hint
 from kgflow.runs.rundir import RunDir, atomic_write_json, atomic_write_text
 from kgflow.runs.snapshot import save_snapshot
 from kgflow.training.distributed import devices_per_node, is_distributed, launch_rank
@@ -98,8 +100,15 @@ def count_parameters(model: Any) -> dict[str, int]:
     return {"total": total, "trainable": sum(parts.values()), "trainable_by_part": parts}
 
 
+LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning")
+
+#: Where a run reports its progress; the CLI renders it on the console, a Python caller decides.
+log = logging.getLogger("kgflow.run")
+
+
 def _quiet_lightning() -> None:
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+    """Lightning's routine notices, silenced for the run only (see :func:`caller_state_kept`)."""
+    for name in LIGHTNING_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*predict_dataloader.*")
@@ -108,6 +117,39 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*isinstance.*treespec.*")
     # kgflow reduces its evaluation sums over DDP processes itself before logging them.
     warnings.filterwarnings("ignore", message=".*when logging on epoch level in distributed.*")
+
+
+@contextmanager
+def caller_state_kept() -> Iterator[None]:
+    """Run a pipeline without changing the calling process: its warning filters, logger levels,
+    torch thread count, random states (Python, NumPy, torch) and ``PL_GLOBAL_SEED`` are as they
+    were afterwards, whether the run finished or failed."""
+    import random
+
+    import numpy as np
+    import torch
+
+    levels = {name: logging.getLogger(name).level for name in LIGHTNING_LOGGERS}
+    threads = torch.get_num_threads()
+    states = (random.getstate(), np.random.get_state(), torch.get_rng_state())
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    seed_env = os.environ.get("PL_GLOBAL_SEED")
+    try:
+        with warnings.catch_warnings():
+            yield
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+        torch.set_num_threads(threads)
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
+        if seed_env is None:
+            os.environ.pop("PL_GLOBAL_SEED", None)
+        else:
+            os.environ["PL_GLOBAL_SEED"] = seed_env
 
 
 def resolved_yaml(loaded: LoadedPipeline) -> str:
@@ -123,8 +165,25 @@ def default_out(loaded: LoadedPipeline) -> Path:
 
 def run_pipeline(loaded: LoadedPipeline, out: str | Path | None = None, *, overwrite: bool = False,
                  resume: bool = False, registry: Registry | None = None,
-                 progress: bool | None = None, echo: Any = print) -> dict[str, Any]:
-    """Run a validated pipeline end to end and return its metrics (also in ``metrics.json``)."""
+                 progress: bool | None = None, echo: Callable[[str], Any] | None = None) -> dict[str, Any]:
+    """Run a validated pipeline end to end and return its metrics (also in ``metrics.json``).
+
+    Progress messages go to the ``kgflow.run`` logger (or to ``echo`` when given). The calling
+    process's warning filters, logger levels, thread count and random states are left as they
+    were (:func:`caller_state_kept`)."""
+    stopper = StopOnSignal()
+    with caller_state_kept():
+        stopper.install()
+        try:
+            return _run_pipeline(loaded, out, overwrite=overwrite, resume=resume, registry=registry,
+                                 progress=progress, echo=echo or log.info, stopper=stopper)
+        finally:
+            stopper.uninstall()
+
+
+def _run_pipeline(loaded: LoadedPipeline, out: str | Path | None, *, overwrite: bool, resume: bool,
+                  registry: Registry | None, progress: bool | None, echo: Callable[[str], Any],
+                  stopper: StopOnSignal) -> dict[str, Any]:
     import lightning as L
 
     registry = registry or get_registry()
@@ -139,19 +198,15 @@ def run_pipeline(loaded: LoadedPipeline, out: str | Path | None = None, *, overw
         run.refuse_protected(protected_paths(loaded))
         run.check(overwrite=overwrite, resume=resume)
         run.acquire()
-    # Data problems (missing files, nothing left after filtering) surface before anything is written.
+    # Everything that can fail on the data or the model's construction (missing files, nothing
+    # left after filtering, a component refusing its inputs) happens before the run directory is
+    # created or an old run is replaced: such a failure leaves nothing behind.
+    started = False
     t_start = time.perf_counter()
     try:
         prepared = prepare(loaded, registry)
         prepare_seconds = time.perf_counter() - t_start
-        if writer:
-            start_run_dir(run, loaded, overwrite=overwrite, resume=resume)
-    except BaseException:
-        run.release()  # nothing was started: the next attempt may take the directory
-        raise
-    try:
         _quiet_lightning()
-        environment.tune_allocator()
         L.seed_everything(cfg.seed, verbose=False)
         split = prepared.split
         fingerprint = split.fingerprint()
@@ -159,14 +214,6 @@ def run_pipeline(loaded: LoadedPipeline, out: str | Path | None = None, *, overw
             f"{k} {v:,}" for k, v in split.stats().items()) + f" (fingerprint {fingerprint})")
         graph = build_graph(loaded, prepared, registry)
         echo("graph: " + "; ".join(graph.report.lines()))
-        if writer:
-            save_snapshot(run.path, prepared.data, split)  # serving reads it, not the raw data
-            atomic_write_json(run.path / "graph.json", graph.report.as_dict())
-            plugins = [{"name": p.name, "package": p.package, "version": p.version}
-                       for p in registry.plugins]
-            atomic_write_json(run.path / "environment.json",
-                              environment.describe(cfg.seed, fingerprint, plugins))
-
         model = build_recommender(loaded, prepared, graph, registry)
         if cfg.train.init_from and not resume:
             from kgflow.inference import warm_start
@@ -175,12 +222,22 @@ def run_pipeline(loaded: LoadedPipeline, out: str | Path | None = None, *, overw
             echo(f"init_from {cfg.train.init_from}: {copied} tensors copied, {fresh} trainable "
                  "tensors start fresh")
         trainer, module, datamodule, checkpoint = build_training(loaded, split, model, run,
-                                                                 registry, progress, graph)
+                                                                 registry, progress, graph, [stopper])
+        if writer:
+            start_run_dir(run, loaded, overwrite=overwrite, resume=resume)
+            started = True
+            save_snapshot(run.path, prepared.data, split)  # serving reads it, not the raw data
+            atomic_write_json(run.path / "graph.json", graph.report.as_dict())
+            plugins = [{"name": p.name, "package": p.package, "version": p.version}
+                       for p in registry.plugins]
+            atomic_write_json(run.path / "environment.json",
+                              environment.describe(cfg.seed, fingerprint, plugins))
         environment.release_memory()
         ckpt = str(run.checkpoints / "last.ckpt") if resume else None
         if ckpt:
             read_checkpoint(ckpt)  # data only: refuse a crafted or damaged file before Lightning reads it
         t_fit = time.perf_counter()
+        stopper.armed = True  # from here a signal stops the run at the end of a batch
         parameters = count_parameters(model)
         if parameters["trainable"]:
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
@@ -193,6 +250,8 @@ def run_pipeline(loaded: LoadedPipeline, out: str | Path | None = None, *, overw
             read_checkpoint(best)
         trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
         trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
+        stopper.armed = False
+        stopper.check()
         artifacts = ([str(p.relative_to(run.path)) for p in model.save_artifacts(run.path / "artifacts")]
                      if writer else [])
         for artifact in artifacts:
@@ -227,8 +286,16 @@ def run_pipeline(loaded: LoadedPipeline, out: str | Path | None = None, *, overw
             run.finish()
         return result
     except BaseException as exc:
-        if writer:
+        if writer and started and isinstance(exc, RunInterrupted):
+            command = f"kgflow run {loaded.source} --out {run.path}" + "".join(
+                f" --set '{o}'" for o in loaded.overrides)
+            hint = resume_hint(lambda: command, (run.checkpoints / "last.ckpt").is_file())
+            run.fail(str(exc), state="interrupted", hint=hint)
+            raise RunInterrupted(exc.signum, f"{exc}; {hint}") from None
+        if writer and started:
             run.fail(f"{type(exc).__name__}: {exc}")
+        elif writer:
+            run.release()  # nothing was started: the next attempt may take the directory
         raise
 
 
@@ -284,7 +351,7 @@ def build_objectives(loaded: LoadedPipeline, split: Split, model: Recommender, g
 
 def build_training(loaded: LoadedPipeline, split: Split, model: Recommender, run: RunDir,
                    registry: Registry, progress: bool | None,
-                   graph: GraphBundle | None = None) -> tuple[Any, Any, Any, Any]:
+                   graph: GraphBundle | None = None, extra_callbacks: list[Any] = ()) -> tuple[Any, Any, Any, Any]:
     """The Lightning trainer, module and data module for a model, with kgflow's callbacks."""
     import lightning as L
     import torch
@@ -342,7 +409,7 @@ def build_training(loaded: LoadedPipeline, split: Split, model: Recommender, run
             # Processes on one machine's CPUs share its cores instead of each taking all of them.
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // devices_per_node(cfg.trainer)))
     try:
-        trainer = L.Trainer(max_epochs=cfg.train.epochs, callbacks=[checkpoint, last],
+        trainer = L.Trainer(max_epochs=cfg.train.epochs, callbacks=[checkpoint, last, *extra_callbacks],
                             check_val_every_n_epoch=cfg.train.eval_every,
                             logger=CSVLogger(str(run.path), name="logs", version=""),
                             default_root_dir=str(run.path), **trainer_args)

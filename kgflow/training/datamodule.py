@@ -10,7 +10,7 @@ optimiser step sees as many pairs as on one device) and evaluation users are dea
 """
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Callable, Iterator
 
 import lightning as L
 import torch
@@ -40,6 +40,10 @@ class PairBatches:
         self.sampler = sampler
         self.batch_size, self.negatives, self.seed = batch_size, negatives, seed
         self.epoch = 0
+        #: Where the epoch being trained is read at the start of each iteration (the trainer's
+        #: ``current_epoch``): a resumed run may set up its data before the trainer has moved on
+        #: to the epoch it resumes at, and must still draw that epoch's batches.
+        self.epoch_source: Callable[[], int] | None = None
         self.rank, self.world = 0, 1
         self.alternating: list[tuple[int, AuxiliaryObjective]] = []
         #: Set for sampled-subgraph training: each batch then carries its sampled neighbourhood.
@@ -60,6 +64,8 @@ class PairBatches:
         return own + sum(objective.num_batches() for _, objective in self.alternating)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        if self.epoch_source is not None:
+            self.epoch = self.epoch_source()
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         perm = torch.randperm(len(self.users), generator=gen)
         if self.world == 1:
@@ -154,6 +160,7 @@ class RecDataModule(L.LightningDataModule):
     def train_dataloader(self) -> PairBatches:
         if self.trainer is not None:
             self.train_batches.epoch = self.trainer.current_epoch
+            self.train_batches.epoch_source = lambda: self.trainer.current_epoch
         self.train_batches.shard(*self._rank_world())
         return self.train_batches
 

@@ -11,6 +11,7 @@ from kgflow.config.schema import TrainConfig
 from kgflow.evaluation.ranking import EvalTask, MetricFn, RankingEvaluator
 from kgflow.models import AuxiliaryObjective, Embeddings, GraphEncoder, Recommender
 from kgflow.training.distributed import all_gather_rows, all_reduce_sum, rank_and_world
+from kgflow.training import rng
 from kgflow.training.optim import RowSparseAdam, use_sparse_lookups
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -108,6 +109,15 @@ class RecModule(L.LightningModule):
                      sync_dist=distributed)
         if self._aux_count:
             self.log("train/aux_loss", self._aux_sum / self._aux_count, sync_dist=distributed)
+
+    # -- exact resume ----------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Every random stream training draws from goes into the checkpoint (see
+        :mod:`kgflow.training.rng`): a resumed run then continues exactly where this one was."""
+        checkpoint["kgflow_rng"] = rng.capture()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        rng.restore(checkpoint.get("kgflow_rng", {}))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         cfg = self.train_cfg

@@ -130,6 +130,11 @@ def apply_adapter(lm: nn.Module, spec: AdapterSpec, path: str | None = None) -> 
         return get_peft_model(lm, spec.peft_config())
 
 
+def transformer_blocks(lm: nn.Module) -> nn.ModuleList | None:
+    """The model's stack of transformer blocks: its longest ``ModuleList``."""
+    return max((m for m in lm.modules() if isinstance(m, nn.ModuleList)), key=len, default=None)
+
+
 def apply_freeze(lm: nn.Module, freeze: Freeze, top_layers: int) -> None:
     """``frozen``: nothing trains; ``full``: everything; ``top_layers``: the last ``top_layers``
     transformer blocks (found as the longest ``ModuleList`` in the model) and what follows them."""
@@ -137,7 +142,7 @@ def apply_freeze(lm: nn.Module, freeze: Freeze, top_layers: int) -> None:
         p.requires_grad_(freeze == "full")
     if freeze != "top_layers":
         return
-    blocks = max((m for m in lm.modules() if isinstance(m, nn.ModuleList)), key=len, default=None)
+    blocks = transformer_blocks(lm)
     if blocks is None or top_layers > len(blocks):
         raise ValueError(f"top_layers: {top_layers} but the model has "
                          f"{0 if blocks is None else len(blocks)} transformer blocks")

@@ -16,8 +16,8 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from kgflow.plugin import (Component, Embeddings, FusionContext, Params, Recommender, hookimpl,
-                           in_sorted)
+from kgflow.plugin import (Component, Embeddings, FusionContext, NotSupportedError, Params, Recommender,
+                           hookimpl, in_sorted)
 from kgflow_plugins.text import SavesLanguageModel, TrainableText, pool, training_items_by_user
 
 
@@ -126,7 +126,7 @@ class CrossEncoderRecommender(SavesLanguageModel, Recommender):
         return out
 
     def new_user(self, emb: Embeddings, items: torch.Tensor, text: str | None = None) -> torch.Tensor:
-        raise TypeError("lm_only scores (user text, item text) pairs of known users; it cannot "
+        raise NotSupportedError("lm_only scores (user text, item text) pairs of known users; it cannot "
                         "serve new users yet")
 
 
@@ -164,7 +164,7 @@ def pointwise_eval(model: CrossEncoderRecommender, split, pairs: int, seed: int)
 def build_lm_only(params: LmOnlyParams, ctx: FusionContext) -> CrossEncoderRecommender:
     text = ctx.encoders["text"]
     if not isinstance(text, TrainableText):
-        raise TypeError("fusion 'lm_only' trains the language model: give encoders.text an adapter "
+        raise NotSupportedError("fusion 'lm_only' trains the language model: give encoders.text an adapter "
                         "(adapter: {method: lora, ...}) or freeze: full | top_layers")
     users = user_texts(text, ctx.split, params, ctx.seed)
     tokens = PairTokens(text.tokenizer, users, text.texts, params)

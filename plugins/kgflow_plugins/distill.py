@@ -21,7 +21,7 @@ teacher directory.
 from __future__ import annotations
 
 import json
-import sys
+import logging
 import time
 from pathlib import Path
 from typing import Optional
@@ -31,7 +31,8 @@ from pydantic import Field
 from torch import nn
 
 from kgflow.plugin import (Component, ConfigCheck, ConfigIssue, Embeddings, EncoderRecommender,
-                           FusionContext, GraphEncoder, KgflowError, Params, hookimpl, is_distributed)
+                           FusionContext, GraphEncoder, KgflowError, NotSupportedError, Params, hookimpl,
+                           is_distributed)
 
 
 class DistillParams(Params):
@@ -75,9 +76,8 @@ def train_teacher(pipeline: Path, out: str | None, seed: int) -> Path:
     target = Path(out) if out else Path("runs") / f"{loaded.name}-teacher-{seed}"
     if RunDir(target).status().get("state") == "finished":
         return target
-    print(f"kgflow: training the distillation teacher {pipeline} -> {target}", file=sys.stderr)
-    run_pipeline(loaded, target, overwrite=True, progress=False,
-                 echo=lambda *a, **k: print(*a, file=sys.stderr))
+    logging.getLogger("kgflow.run").info(f"training the distillation teacher {pipeline} -> {target}")
+    run_pipeline(loaded, target, overwrite=True, progress=False)
     return target
 
 
@@ -174,7 +174,7 @@ def _language_model(run) -> str | None:
 def build_distill(params: DistillParams, ctx: FusionContext) -> DistilledStudent:
     student = ctx.encoders["graph"]
     if not isinstance(student, GraphEncoder):
-        raise TypeError("fusion 'distill' needs the student under encoders.graph (mf or lightgcn)")
+        raise NotSupportedError("fusion 'distill' needs the student under encoders.graph (mf or lightgcn)")
     with torch.no_grad():
         dim = student().user.shape[1]
     model = DistilledStudent(student, params, dim)

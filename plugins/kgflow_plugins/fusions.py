@@ -17,8 +17,8 @@ from pydantic import Field
 from torch import nn
 
 from kgflow.plugin import (Component, ConfigCheck, ConfigIssue, Embeddings, EncoderRecommender,
-                           FusionContext, GraphEncoder, NoParams, Params, Recommender, fold_in,
-                           hookimpl, typical_user_norm)
+                           FusionContext, GraphEncoder, NoParams, NotSupportedError, Params,
+                           Recommender, fold_in, hookimpl, typical_user_norm)
 from kgflow_plugins.text import ReportsText, SavesLanguageModel, TrainableText
 
 ROLES = {"none": {"graph"}, "content": {"text"}, "feature": {"graph", "text"},
@@ -29,7 +29,7 @@ TRAINS_LM = {"joint", "lm_only"}  # fusions that train the language model
 def build_none(params: NoParams, ctx: FusionContext) -> EncoderRecommender:
     encoder = ctx.encoders["graph"]
     if not isinstance(encoder, GraphEncoder):
-        raise TypeError(f"fusion 'none' needs a graph encoder under encoders.graph, got "
+        raise NotSupportedError(f"fusion 'none' needs a graph encoder under encoders.graph, got "
                         f"{type(encoder).__name__}")
     return EncoderRecommender(encoder)
 
@@ -132,7 +132,7 @@ class FeatureFusion(ReportsText, EncoderRecommender):
 def build_feature(params: FeatureParams, ctx: FusionContext) -> FeatureFusion:
     graph = ctx.encoders["graph"]
     if not isinstance(graph, GraphEncoder):
-        raise TypeError("fusion 'feature' needs a graph encoder under encoders.graph")
+        raise NotSupportedError("fusion 'feature' needs a graph encoder under encoders.graph")
     return FeatureFusion(graph, ctx.encoders["text"], warm_items(ctx.split), params)
 
 
@@ -190,9 +190,9 @@ class JointFusion(SavesLanguageModel, FeatureFusion):
 def build_joint(params: JointParams, ctx: FusionContext) -> JointFusion:
     graph, text = ctx.encoders["graph"], ctx.encoders["text"]
     if not isinstance(graph, GraphEncoder):
-        raise TypeError("fusion 'joint' needs a graph encoder under encoders.graph")
+        raise NotSupportedError("fusion 'joint' needs a graph encoder under encoders.graph")
     if not isinstance(text, TrainableText):
-        raise TypeError("fusion 'joint' trains the language model: give encoders.text an adapter "
+        raise NotSupportedError("fusion 'joint' trains the language model: give encoders.text an adapter "
                         "(adapter: {method: lora, ...}) or freeze: full | top_layers")
     return JointFusion(graph, text, warm_items(ctx.split), params)
 
@@ -253,6 +253,28 @@ def check_adapter_targets(config, registry) -> list[ConfigIssue]:
     return issues
 
 
+def check_top_layers(config, registry) -> list[ConfigIssue]:
+    """``freeze: top_layers`` cannot train more blocks than the model has (read from its config)."""
+    from kgflow_plugins.adapters import skeleton, transformer_blocks
+    from kgflow_plugins.text import resolve_model
+
+    issues = []
+    for role, ref in config.encoders.items():
+        params = ref.parsed
+        if getattr(params, "freeze", None) != "top_layers" or getattr(params, "adapter", None) is not None:
+            continue
+        try:
+            blocks = transformer_blocks(skeleton(resolve_model(params.model)))
+        except Exception:  # an unreadable model is reported when it is loaded, with the reason
+            continue
+        count = 0 if blocks is None else len(blocks)
+        if params.top_layers > count:
+            issues.append(ConfigIssue(f"top_layers: {params.top_layers} but the model has {count} "
+                                      "transformer blocks", path=f"encoders.{role}.params.top_layers",
+                                      hint=f"choose 1..{count}" if count else "use freeze: full"))
+    return issues
+
+
 def check_roles(config, registry) -> list[ConfigIssue]:
     """Each fusion needs its encoder roles, and no others."""
     name = registry.get("fusion", config.fusion.name).name  # aliases resolve to the canonical name
@@ -293,4 +315,6 @@ def kgflow_config_checks() -> list[ConfigCheck]:
             ConfigCheck("text-training", check_text_training,
                         "a text encoder that trains goes with fusion joint, and joint with one that trains"),
             ConfigCheck("adapter-targets", check_adapter_targets,
-                        "an adapter's target_modules exist in the chosen language model")]
+                        "an adapter's target_modules exist in the chosen language model"),
+            ConfigCheck("text-top-layers", check_top_layers,
+                        "freeze: top_layers trains no more blocks than the language model has")]

@@ -12,7 +12,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from kgflow.plugin import (Component, Embeddings, EncoderContext, GraphBundle, KgEmbeddings,
@@ -47,6 +47,13 @@ class GATParams(PygParams):
     relations: Literal["ignore", "features"] = Field(
         "features", description="features: a learned relation vector enters the attention")
     relation_dim: int = Field(16, ge=1, description="size of the relation vectors")
+
+    @model_validator(mode="after")
+    def _heads_divide_dim(self) -> "GATParams":
+        if self.dim % self.heads:
+            raise ValueError(f"dim {self.dim} must be divisible by heads {self.heads} (each head "
+                             f"gets dim / heads features)")
+        return self
 
 
 class PygEncoder(NodeTable):

