@@ -54,8 +54,9 @@ def summarize(work: Path, pipeline: str, seeds: list[int]) -> None:
             print(f"| {seed} | {f[0]:.4f} | {s[0]:.4f} | {f[1]:.4f} | {s[1]:.4f} | {f[2]:.2f} / {s[2]:.2f} "
                   f"| {f[3]} / {s[3]} |")
     if diffs:
-        full = [rows[("full", s)][0] for s in seeds if ("full", s) in rows]
-        sampled = [rows[("sampled", s)][0] for s in seeds if ("sampled", s) in rows]
+        paired = [s for s in seeds if ("full", s) in rows and ("sampled", s) in rows]
+        full = [rows[("full", s)][0] for s in paired]
+        sampled = [rows[("sampled", s)][0] for s in paired]
         se = statistics.stdev(diffs) / len(diffs) ** 0.5 if len(diffs) > 1 else float("nan")
         print(f"\nmean NDCG@10: full {statistics.mean(full):.4f}, sampled {statistics.mean(sampled):.4f}; "
               f"sampled - full, paired over {len(diffs)} splits: {statistics.mean(diffs):+.4f} +- {se:.4f} (s.e.)")

@@ -26,6 +26,7 @@ import torch
 from kgflow.errors import KgflowError, NotSupportedError, RunDirError
 from kgflow.evaluation.ranking import CSR, mask_known
 from kgflow.evaluation.topk import chunked_topk, known_items, topk_frame
+from kgflow.runs.checkpoint import load_weights, model_state, warm_start  # noqa: F401 (public here too)
 
 Exclude = Literal["seen", "train", "none"]
 
@@ -48,7 +49,7 @@ class TrainedRun:
         from kgflow.config import load_pipeline
         from kgflow.registry import get_registry
         from kgflow.runs.rundir import RUN_FORMAT
-        from kgflow.runs.runner import Prepared, build_graph, build_recommender, prepare
+        from kgflow.runs.assembly import Prepared, build_graph, build_recommender, prepare
         from kgflow.runs.snapshot import has_snapshot, load_snapshot
 
         path = Path(path)
@@ -65,7 +66,8 @@ class TrainedRun:
                               f"--out {path} --resume")
         checkpoint = path / "checkpoints" / "best.ckpt"
         metrics = json.loads(metrics_file.read_text())
-        loaded = load_pipeline(path / "resolved.yaml")
+        # serving needs none of the pipelines the run depended on (a teacher): not even their files
+        loaded = load_pipeline(path / "resolved.yaml", ["needs={}"])
         registry = get_registry()
         if has_snapshot(path):  # the run's own copy of its data: no raw files, no re-splitting
             prepared = Prepared(*load_snapshot(path))
@@ -191,46 +193,6 @@ class TrainedRun:
         items = pd.DataFrame(emb.item.float().numpy(), index=pd.Index(self.split.item_ids, name="item"))
         users.columns = items.columns = [f"e{i}" for i in range(users.shape[1])]
         return users, items
-
-
-def model_state(checkpoint: Path) -> dict[str, torch.Tensor]:
-    """The recommender's own state dict from a kgflow Lightning checkpoint."""
-    from kgflow.runs.checkpoint import read_checkpoint
-
-    state = read_checkpoint(checkpoint)["state_dict"]
-    return {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
-
-
-def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
-    """Load a run's weights into its rebuilt model: every tensor the model saves must be there;
-    tensors the model now recomputes instead of saving (frozen text vectors, which checkpoints of
-    earlier versions carried) are skipped."""
-    own = model.state_dict()
-    missing = [key for key in own if key not in state]
-    if missing:
-        raise RunDirError(f"{source}: the checkpoint lacks {len(missing)} of the model's tensors "
-                          f"(e.g. {missing[0]}); it was written for another model")
-    model.load_state_dict({key: value for key, value in state.items() if key in own})
-
-
-def warm_start(model: torch.nn.Module, run_dir: str | Path, fingerprint: str) -> tuple[int, int]:
-    """Copy a finished run's best weights into ``model`` wherever name and shape agree; returns
-    (tensors copied, trainable tensors the run did not have, which start fresh). Refuses a run on another split:
-    its weights have seen interactions that this split may hold out for testing."""
-    path = Path(run_dir)
-    metrics_file, checkpoint = path / "metrics.json", path / "checkpoints" / "best.ckpt"
-    if not metrics_file.is_file() or not checkpoint.is_file():
-        raise RunDirError(f"train.init_from: {path} is not a finished kgflow run with a best checkpoint")
-    theirs = json.loads(metrics_file.read_text()).get("data_fingerprint")
-    if theirs != fingerprint:
-        raise RunDirError(f"train.init_from: {path} was trained on split {theirs}, this run's split is "
-                          f"{fingerprint}; its weights have seen data this split may test on")
-    source = model_state(checkpoint)
-    own = model.state_dict()
-    usable = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
-    model.load_state_dict(usable, strict=False)
-    fresh = [name for name, p in model.named_parameters() if p.requires_grad and name not in usable]
-    return len(usable), len(fresh)
 
 
 def _positions(known: np.ndarray, wanted: list[str], what: str) -> np.ndarray:

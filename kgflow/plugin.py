@@ -20,20 +20,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
+from kgflow.data.atomic import load_atomic_dataset
+from kgflow.data.kg import prepare_kg
 from kgflow.data.recdata import Interactions, RecData, Split
-from kgflow.graph import GraphBundle, GraphReport
+from kgflow.data.store import download_wheel, exclusive, extract_members, verify_checksum
 from kgflow.errors import ConfigError, ConfigIssue, DataError, KgflowError, NotSupportedError
-from kgflow.graph import INTERACT, INVERSE_SUFFIX
+from kgflow.graph import INTERACT, INVERSE_SUFFIX, EdgeBlock, GraphBundle, GraphReport, assemble_graph
 from kgflow.models import (AuxiliaryObjective, Embeddings, EncoderRecommender, GraphEncoder,
                            KgEmbeddings, Recommender, fold_in, typical_user_norm)
 from kgflow.registry import Component, ConfigCheck, NoParams, Params, hookimpl
 from kgflow.registry.component import DataPath
 from kgflow.training.distributed import is_distributed
 from kgflow.training.sampling import in_sorted
+
+if TYPE_CHECKING:  # imported on first use, see __getattr__ below
+    from kgflow.inference import TrainedRun
 
 
 def _home() -> Path:
@@ -82,6 +87,9 @@ class FusionContext:
     seed: int
     extra: dict[str, Any] = field(default_factory=dict)
     training: bool = True  # False when a finished run is rebuilt to serve: skip training-only inputs
+    #: the finished run directories of the pipelines this one ``needs:`` (trained first), by name;
+    #: empty when a finished run is rebuilt to serve
+    needs: dict[str, Path] = field(default_factory=dict)
 
 
 @dataclass
@@ -113,4 +121,16 @@ __all__ = ["Component", "ConfigCheck", "NoParams", "Params", "hookimpl", "Datase
            "ObjectiveContext", "AuxiliaryObjective", "KgEmbeddings", "INTERACT", "INVERSE_SUFFIX",
            "RecData", "Split", "Interactions", "GraphBundle", "GraphReport", "GraphEncoder",
            "Recommender", "Embeddings", "EncoderRecommender", "fold_in", "typical_user_norm",
-           "ConfigIssue", "ConfigError", "DataError", "KgflowError", "NotSupportedError", "in_sorted", "is_distributed", "DataPath"]
+           "ConfigIssue", "ConfigError", "DataError", "KgflowError", "NotSupportedError",
+           "EdgeBlock", "assemble_graph", "prepare_kg", "load_atomic_dataset", "download_wheel",
+           "exclusive", "extract_members", "verify_checksum", "TrainedRun", "in_sorted", "is_distributed", "DataPath"]
+
+
+def __getattr__(name: str) -> Any:
+    """``TrainedRun`` (a finished run, loaded to serve or to teach) is imported on first use: the
+    serving module builds on the plugin API itself."""
+    if name == "TrainedRun":
+        from kgflow.inference import TrainedRun
+
+        return TrainedRun
+    raise AttributeError(f"module 'kgflow.plugin' has no attribute {name!r}")

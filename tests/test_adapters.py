@@ -6,7 +6,7 @@ import json
 import pytest
 from conftest import assert_reported_metrics_reproduce
 
-from kgflow.errors import ConfigError
+from kgflow.errors import ConfigError, KgflowError
 from kgflow.testing import run_fast
 
 
@@ -222,14 +222,16 @@ def test_lm_only_classifier_is_ranked_like_any_model(tiny_bert, tmp_path, precis
     assert len(run.recommend([str(run.split.user_ids[0])], k=4)) == 4
 
 
-def test_distill_with_an_inline_teacher_pipeline(tmp_path, write):
+def test_distill_with_a_teacher_pipeline_under_needs(tmp_path, write):
+    """The runner trains the needed teacher first (with the student's seed, so both see one
+    split), then the student; a second student reuses the finished teacher."""
     from kgflow.testing import TINY_PIPELINE
 
     teacher = write("teacher.yaml", json.dumps({**TINY_PIPELINE, "name": "t", "seed": 1,
                                                   "train": {"epochs": 2}}))
     student = {"seed": 5, "encoders": {"graph": {"name": "mf", "params": {"dim": 8}}},
-               "fusion": {"name": "distill", "params": {"teacher": str(teacher),
-                                                        "teacher_out": str(tmp_path / "t")}},
+               "needs": {"teacher": {"pipeline": str(teacher), "out": str(tmp_path / "t")}},
+               "fusion": {"name": "distill", "params": {"teacher": "teacher"}},
                "train": {"epochs": 2}}
     metrics = run_fast(student, tmp_path / "student")
     teacher_metrics = json.loads((tmp_path / "t" / "metrics.json").read_text())
@@ -238,3 +240,41 @@ def test_distill_with_an_inline_teacher_pipeline(tmp_path, write):
     stamp = (tmp_path / "t" / "metrics.json").stat().st_mtime
     run_fast(student, tmp_path / "student2")  # the finished teacher is reused
     assert (tmp_path / "t" / "metrics.json").stat().st_mtime == stamp
+    # a run of other settings in the teacher's folder is never replaced
+    other = {**student, "needs": {"teacher": {"pipeline": str(teacher), "out": str(tmp_path / "t"),
+                                              "set": ["train.epochs=3"]}}}
+    with pytest.raises(KgflowError, match="holds a run of another pipeline"):
+        run_fast(other, tmp_path / "student3")
+    assert (tmp_path / "t" / "metrics.json").stat().st_mtime == stamp
+
+
+def test_teacher_references_are_checked_at_validate(tmp_path, write):
+    from kgflow.testing import TINY_PIPELINE, pipeline
+
+    from kgflow.config.validate import validate_located
+
+    teacher = write("teacher.yaml", json.dumps({**TINY_PIPELINE, "name": "t"}))
+    base = {"encoders": {"graph": {"name": "mf", "params": {"dim": 8}}}}
+    cases = [({"fusion": {"name": "distill", "params": {"teacher": str(teacher)}}},
+              "a teacher pipeline goes under needs:"),
+             ({"fusion": {"name": "distill", "params": {"teacher": "techer"}},
+               "needs": {"teacher": {"pipeline": str(teacher)}}},
+              r"teacher .techer. is neither an entry of needs: \(teacher\) nor a run directory"),
+             ({"needs": {"teacher": {"pipeline": str(tmp_path / "missing.yaml")}}},
+              "needed pipeline"),
+             ({"needs": {"teacher": {"pipeline": str(teacher), "set": ["train.epocs=3"]}}},
+              "the needed pipeline")]
+    for overrides, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            validate_located(pipeline({**base, **overrides}), "<test>")
+
+
+def test_pipelines_that_need_each_other_are_a_cycle(write):
+    from kgflow.config import load_pipeline
+
+    write("a.yaml", "kgflow: 1\ndataset: {name: synthetic}\nencoders: {graph: {name: mf}}\n"
+                    "needs: {b: {pipeline: b.yaml}}\n")
+    b = write("b.yaml", "kgflow: 1\ndataset: {name: synthetic}\nencoders: {graph: {name: mf}}\n"
+                        "needs: {a: {pipeline: a.yaml}}\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_pipeline(b)

@@ -130,16 +130,17 @@ def test_impossible_distributed_settings_are_refused_at_validate(runner, tiny_pi
     assert message in result.output and "trainer." in result.output
 
 
-def test_inline_teacher_refused_under_ddp(runner):
+def test_an_untrained_need_is_refused_under_ddp(runner, tmp_path):
+    """Every DDP process would train a needed pipeline into one folder: it must be trained first."""
     from kgflow.cli import cli
 
     pipeline = REPO / "pipelines" / "movielens-lm-distill.yaml"
-    result = runner.invoke(cli, ["validate", str(pipeline), "--set",
-                                 "fusion.params.teacher=pipelines/movielens-lm-feature.yaml",
+    out = tmp_path / "teacher"
+    result = runner.invoke(cli, ["validate", str(pipeline), "--set", f"needs.teacher.out={out}",
                                  "--set", "trainer.devices=2"])
     assert result.exit_code == 2
-    assert "inline teacher pipeline cannot be trained inside a multi-process run" in result.output
-    ok = runner.invoke(cli, ["validate", str(pipeline), "--set", "trainer.devices=2"])
+    assert "needs.teacher is not trained yet" in result.output and "train it first" in result.output
+    ok = runner.invoke(cli, ["validate", str(pipeline), "--set", f"needs.teacher.out={out}"])
     assert ok.exit_code == 0, ok.output
 
 

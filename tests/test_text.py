@@ -148,8 +148,10 @@ def test_movielens_strategy_pipelines_with_minilm(invoke, tmp_path):
 
     feature = tmp_path / "movielens-lm-feature"
     run("movielens-lm-feature", "train.epochs=2", "train.lr=0.01")
-    distill = run("movielens-lm-distill", f"fusion.params.teacher={feature}", "train.epochs=2",
-                  "train.lr=0.01")
+    # the needed teacher is the feature run just made (same pipeline and settings): reused
+    distill = run("movielens-lm-distill", "needs.teacher={pipeline: "
+                  f"{REPO / 'pipelines' / 'movielens-lm-feature.yaml'}, out: {feature}, "
+                  "set: [train.epochs=2, train.lr=0.01]}", "train.epochs=2", "train.lr=0.01")
     assert distill["teacher"]["language_model"] == "minilm" and distill["test"]["all"]["ndcg@10"] > 0.012
     joint = run("movielens-lm-joint", f"train.init_from={feature}", "train.epochs=1",
                 "trainer.limit_train_batches=2")

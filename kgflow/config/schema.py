@@ -168,6 +168,16 @@ class EvalConfig(Strict):
         return sorted(set(value))
 
 
+class Need(Strict):
+    """A pipeline this one depends on (e.g. a distillation teacher), trained before it."""
+
+    pipeline: str = Field(description="its pipeline file, relative to this pipeline's file")
+    out: Optional[str] = Field(None, description="its run directory (default: runs/<its name>-<seed>); "
+                               "a finished run there is reused, an interrupted one resumed")
+    set: list[str] = Field(default_factory=list, description="--set overrides for it, e.g. "
+                           "['train.epochs=50']; its seed is always this pipeline's (one split)")
+
+
 class PipelineConfig(Strict):
     """A whole pipeline. Only ``kgflow``, ``dataset`` and ``encoders`` are required."""
 
@@ -178,6 +188,10 @@ class PipelineConfig(Strict):
                                 description="plugin packages this pipeline needs, e.g. "
                                 "['kgflow-foo>=0.3']; checked before anything else")
     seed: int = Field(2020, description="seed for sampling, initialisation and the split")
+    needs: dict[str, Need] = Field(
+        default_factory=dict, description="pipelines this one depends on, by name (e.g. teacher): "
+        "`kgflow run` trains each first, with this pipeline's seed, unless a finished run of it "
+        "exists; components name them (fusion distill's teacher: the entry's name)")
     dataset: ComponentRef
     preprocess: Preprocess = Field(default_factory=Preprocess)
     split: SplitConfig = Field(default_factory=SplitConfig)

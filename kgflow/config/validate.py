@@ -218,6 +218,7 @@ def resolve_components(config: PipelineConfig, located: Located,
     issues += _capability_issues(config, located, registry)
     issues += _sampling_issues(config, located, registry)
     issues += _optimizer_issues(config, located)
+    issues += _role_issues(config, located, registry)
     for i, metric in enumerate(config.eval.metrics):
         try:
             registry.get("metric", metric)
@@ -356,6 +357,78 @@ def _sampling_issues(config: PipelineConfig, located: Located, registry: Registr
     return issues
 
 
+_VALIDATING: list[str] = []  # the chain of pipelines being validated through needs:, for cycles
+
+
+def _need_issues(config: PipelineConfig, located: Located, registry: Registry,
+                 source: str) -> list[ConfigIssue]:
+    """Each ``needs:`` entry is a valid pipeline (checked as it will run: with this seed and its
+    ``set``), no pipeline needs itself through others, and under DDP its run is already finished
+    (every process would otherwise train it into one folder at once)."""
+    from kgflow.runs.rundir import RunDir
+    from kgflow.training.distributed import is_distributed
+
+    issues = []
+    for name, need in config.needs.items():
+        path = ("needs", name, "pipeline")
+        file, line = located.where(path)
+        target = Path(need.pipeline)
+        if not target.is_file():
+            issues.append(ConfigIssue(f"needed pipeline {need.pipeline} not found", path=format_path(path),
+                                      file=file, line=line))
+            continue
+        chain = [*_VALIDATING, os.path.abspath(source)]
+        if str(target.resolve()) in {os.path.abspath(p) for p in chain}:
+            issues.append(ConfigIssue("pipelines need each other in a cycle: " + " -> ".join(
+                [*chain, str(target)]), path=format_path(path), file=file, line=line))
+            continue
+        _VALIDATING.append(os.path.abspath(source))
+        try:
+            needed = load_pipeline(target, [f"seed={config.seed}", *need.set], registry)
+        except ConfigError as exc:
+            issues.append(ConfigIssue(f"the needed pipeline {need.pipeline} has problems:\n      "
+                                      + str(exc).replace("\n", "\n      "), path=format_path(path),
+                                      file=file, line=line))
+            continue
+        finally:
+            _VALIDATING.pop()
+        out = need_run_dir(name, need, needed, config.seed)
+        if is_distributed(config.trainer) and RunDir(out).status().get("state") != "finished":
+            issues.append(ConfigIssue(
+                f"needs.{name} is not trained yet, and a multi-process run cannot train it (every "
+                "process would write one folder)", path=format_path(path), file=file, line=line,
+                hint=f"train it first: kgflow run {need.pipeline} --set seed={config.seed} --out {out}"))
+    return issues
+
+
+def need_run_dir(name: str, need: Any, needed: "LoadedPipeline", seed: int) -> Path:
+    """Where a needed pipeline's run goes: its ``out``, or ``runs/<its name>-<seed>``."""
+    return Path(need.out) if need.out else Path("runs") / f"{needed.name}-{seed}"
+
+
+def _role_issues(config: PipelineConfig, located: Located, registry: Registry) -> list[ConfigIssue]:
+    """A fusion that declares its encoder roles (``Component.roles``) gets exactly those."""
+    try:
+        comp = registry.get("fusion", config.fusion.name)
+    except PluginError:
+        return []  # reported on its own
+    if not comp.roles:
+        return []
+    needed, have = set(comp.roles), set(config.encoders)
+    issues = []
+    file, line = located.where(("encoders",))
+    for role in sorted(needed - have):
+        issues.append(ConfigIssue(f"fusion {comp.name!r} needs an encoder under the role {role!r}",
+                                  path="encoders", file=file, line=line,
+                                  hint=f"roles it uses: {', '.join(sorted(needed))}"))
+    extra = sorted(have - needed)
+    if extra:
+        issues.append(ConfigIssue(f"fusion {comp.name!r} does not use the encoders {extra}; remove them "
+                                  "or choose a fusion that combines them", path="encoders", file=file,
+                                  line=line))
+    return issues
+
+
 def _optimizer_issues(config: PipelineConfig, located: Located) -> list[ConfigIssue]:
     """``sparse_adam``'s sparse gradients are not reduced across DDP processes by kgflow."""
     from kgflow.training.distributed import is_distributed
@@ -407,11 +480,14 @@ def validate_located(located: Located, source: str, registry: Registry | None = 
         raise ConfigError(issues_from_validation(exc, located, (), PipelineConfig), source) from None
     if config.split.path:  # a predefined split's folder is data, like a dataset's files
         config.split.path = resolve_data_path(config.split.path, located.where(("split", "path"))[0])
+    for name, need in config.needs.items():  # a needed pipeline's file is relative to this one's
+        need.pipeline = resolve_data_path(need.pipeline, located.where(("needs", name, "pipeline"))[0])
     requirement_issues = check_requirements(config.requires, located)
     if requirement_issues:  # a missing plugin explains every unknown name after it: stop here
         raise ConfigError(requirement_issues, source)
     issues = resolve_components(config, located, registry)
     issues += _trainer_issues(config.trainer, located)
+    issues += _need_issues(config, located, registry, source)
     # Plugins' cross-cutting checks run too, so that a file's independent mistakes are all
     # reported at once; a check that cannot work on a file with earlier problems (a component
     # that did not resolve) is skipped rather than reporting a consequence of them.

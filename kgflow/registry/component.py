@@ -60,6 +60,9 @@ class Component:
     #: an encoder that *requires* one is refused by ``kgflow validate`` on a builder without it.
     provides: tuple[str, ...] = ()
     requires: tuple[str, ...] = ()
+    #: For a fusion: the encoder roles it combines (e.g. ``("graph", "text")``); ``kgflow validate``
+    #: then requires exactly these under ``encoders:``. Empty: the fusion checks its roles itself.
+    roles: tuple[str, ...] = ()
     # Filled in by the registry from the providing distribution:
     package: str = ""
     version: str = ""

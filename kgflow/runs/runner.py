@@ -10,94 +10,27 @@ import sys
 import time
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import yaml
 
 from kgflow.config.validate import LoadedPipeline
-from kgflow.data.preprocess import prepare_interactions
-from kgflow.data.recdata import RecData, Split
-from kgflow.data.split import read_predefined, split_interactions
+from kgflow.data.recdata import Split
 from kgflow.data.store import kgflow_home
 from kgflow.errors import KgflowError
 from kgflow.graph import GraphBundle
 from kgflow.models import AuxiliaryObjective, Recommender
-from kgflow.plugin import (BuilderContext, DatasetContext, EncoderContext, FusionContext,
-                           LossContext, MetricContext, ObjectiveContext)
+from kgflow.plugin import (LossContext, MetricContext, ObjectiveContext)
 from kgflow.registry import Registry, get_registry
 from kgflow.runs import environment
+from kgflow.runs.assembly import (Prepared, build_graph, build_recommender, count_parameters,  # noqa: F401
+                                  load_data, prepare)
 from kgflow.runs.checkpoint import read_checkpoint
 from kgflow.runs.interrupt import RunInterrupted, StopOnSignal, resume_hint
 from kgflow.runs.rundir import RunDir, atomic_write_json, atomic_write_text
 from kgflow.runs.snapshot import save_snapshot
 from kgflow.training.distributed import devices_per_node, is_distributed, launch_rank
-
-
-@dataclass
-class Prepared:
-    data: RecData
-    split: Split
-
-
-def load_data(loaded: LoadedPipeline, registry: Registry) -> RecData:
-    cfg = loaded.config
-    comp = registry.get("dataset", cfg.dataset.name)
-    data = comp.factory(cfg.dataset.parsed, DatasetContext(home=kgflow_home(), seed=cfg.seed))
-    if not isinstance(data, RecData):
-        raise KgflowError(f"dataset {comp.name!r} ({comp.package}) returned {type(data).__name__}, "
-                          "not RecData")
-    return data
-
-
-def prepare(loaded: LoadedPipeline, registry: Registry | None = None) -> Prepared:
-    """Load the dataset and split it as the pipeline says."""
-    registry = registry or get_registry()
-    cfg = loaded.config
-    data = load_data(loaded, registry)
-    if cfg.split.method == "predefined":
-        split = read_predefined(Path(cfg.split.path))  # type: ignore[arg-type]
-    else:
-        split = split_interactions(prepare_interactions(data, cfg.preprocess), cfg.split, cfg.seed)
-    return Prepared(data, split)
-
-
-def build_graph(loaded: LoadedPipeline, prepared: Prepared, registry: Registry) -> GraphBundle:
-    cfg = loaded.config
-    comp = registry.get("builder", cfg.graph.name)
-    return comp.factory(cfg.graph.parsed, BuilderContext(prepared.data, prepared.split, cfg.seed))
-
-
-def build_recommender(loaded: LoadedPipeline, prepared: Prepared, graph: GraphBundle,
-                      registry: Registry, training: bool = True) -> Recommender:
-    """The pipeline's encoders and fusion; ``training=False`` rebuilds a finished run to serve
-    (fusions then skip training-only inputs such as a distillation teacher)."""
-    cfg = loaded.config
-    encoders = {}
-    for role, ref in cfg.encoders.items():
-        comp = registry.get("encoder", ref.name)
-        encoders[role] = comp.factory(ref.parsed, EncoderContext(role, graph, prepared.split,
-                                                                 prepared.data, cfg.seed))
-    fusion = registry.get("fusion", cfg.fusion.name)
-    model = fusion.factory(cfg.fusion.parsed, FusionContext(encoders, graph, prepared.split,
-                                                            prepared.data, cfg.seed, training=training))
-    if not isinstance(model, Recommender):
-        raise KgflowError(f"fusion {fusion.name!r} ({fusion.package}) returned "
-                          f"{type(model).__name__}, not a kgflow Recommender")
-    return model
-
-
-def count_parameters(model: Any) -> dict[str, int]:
-    """Total and trainable parameters, and the trainable ones per part of the model (its top-level
-    modules: encoder, text, project, ...), so a report shows what actually trains."""
-    total, parts = 0, {}
-    for name, p in model.named_parameters():
-        total += p.numel()
-        if p.requires_grad:
-            part = name.split(".")[0]
-            parts[part] = parts.get(part, 0) + p.numel()
-    return {"total": total, "trainable": sum(parts.values()), "trainable_by_part": parts}
 
 
 LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning")
@@ -171,19 +104,55 @@ def run_pipeline(loaded: LoadedPipeline, out: str | Path | None = None, *, overw
     Progress messages go to the ``kgflow.run`` logger (or to ``echo`` when given). The calling
     process's warning filters, logger levels, thread count and random states are left as they
     were (:func:`caller_state_kept`)."""
+    needs = train_needs(loaded, registry, echo or log.info)
     stopper = StopOnSignal()
     with caller_state_kept():
         stopper.install()
         try:
             return _run_pipeline(loaded, out, overwrite=overwrite, resume=resume, registry=registry,
-                                 progress=progress, echo=echo or log.info, stopper=stopper)
+                                 progress=progress, echo=echo or log.info, stopper=stopper,
+                                 needs=needs)
         finally:
             stopper.uninstall()
 
 
+def train_needs(loaded: LoadedPipeline, registry: Registry | None,
+                echo: Callable[[str], Any]) -> dict[str, Path]:
+    """Run the pipelines ``loaded`` needs (``needs:``) before it, each with its seed: a finished
+    run of the same pipeline is reused, an interrupted one resumed. Returns their run folders."""
+    from kgflow.config import load_pipeline
+    from kgflow.config.validate import need_run_dir
+
+    folders = {}
+    cfg = loaded.config
+    for name, need in cfg.needs.items():
+        needed = load_pipeline(need.pipeline, [f"seed={cfg.seed}", *need.set], registry)
+        target = need_run_dir(name, need, needed, cfg.seed)
+        existing = RunDir(target)
+        if existing.is_run():
+            same = (target / "resolved.yaml").is_file() and (target / "resolved.yaml").read_text().split(
+                "\n", 1)[-1] == resolved_yaml(needed).split("\n", 1)[-1]
+            if not same:  # never replace a run that was not made for this need
+                raise KgflowError(f"needs.{name}: {target} holds a run of another pipeline (or other "
+                                  f"settings) than {need.pipeline} with seed {cfg.seed}; remove it, or "
+                                  "give needs.{name}.out another folder")
+            if existing.status().get("state") == "finished":
+                echo(f"needs.{name}: reusing the finished run {target}")
+                folders[name] = target
+                continue
+            resume = (target / "checkpoints" / "last.ckpt").is_file()
+        else:
+            resume = False
+        echo(f"needs.{name}: {'resuming' if resume else 'training'} {need.pipeline} -> {target}")
+        run_pipeline(needed, target, overwrite=existing.is_run() and not resume, resume=resume,
+                     registry=registry, progress=False, echo=echo)
+        folders[name] = target
+    return folders
+
+
 def _run_pipeline(loaded: LoadedPipeline, out: str | Path | None, *, overwrite: bool, resume: bool,
                   registry: Registry | None, progress: bool | None, echo: Callable[[str], Any],
-                  stopper: StopOnSignal) -> dict[str, Any]:
+                  stopper: StopOnSignal, needs: dict[str, Path]) -> dict[str, Any]:
     import lightning as L
 
     registry = registry or get_registry()
@@ -214,9 +183,9 @@ def _run_pipeline(loaded: LoadedPipeline, out: str | Path | None, *, overwrite: 
             f"{k} {v:,}" for k, v in split.stats().items()) + f" (fingerprint {fingerprint})")
         graph = build_graph(loaded, prepared, registry)
         echo("graph: " + "; ".join(graph.report.lines()))
-        model = build_recommender(loaded, prepared, graph, registry)
+        model = build_recommender(loaded, prepared, graph, registry, needs=needs)
         if cfg.train.init_from and not resume:
-            from kgflow.inference import warm_start
+            from kgflow.runs.checkpoint import warm_start
 
             copied, fresh = warm_start(model, cfg.train.init_from, fingerprint)
             echo(f"init_from {cfg.train.init_from}: {copied} tensors copied, {fresh} trainable "

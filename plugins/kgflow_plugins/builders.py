@@ -15,10 +15,8 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from kgflow.data.kg import prepare_kg
-from kgflow.errors import DataError
-from kgflow.graph import INTERACT, EdgeBlock, assemble_graph
-from kgflow.plugin import BuilderContext, Component, GraphBundle, NoParams, Params, hookimpl
+from kgflow.plugin import (INTERACT, BuilderContext, Component, DataError, EdgeBlock, GraphBundle, NoParams,
+                           Params, assemble_graph, hookimpl, prepare_kg)
 
 
 def interaction_block(ctx: BuilderContext) -> EdgeBlock:

@@ -18,6 +18,7 @@ from torch import nn
 
 from kgflow.plugin import (Component, Embeddings, FusionContext, NotSupportedError, Params, Recommender,
                            hookimpl, in_sorted)
+from kgflow_plugins.fusions import TRAINS_TEXT
 from kgflow_plugins.text import SavesLanguageModel, TrainableText, pool, training_items_by_user
 
 
@@ -175,4 +176,4 @@ def build_lm_only(params: LmOnlyParams, ctx: FusionContext) -> CrossEncoderRecom
 def kgflow_components() -> list[Component]:
     return [Component("fusion", "lm_only", build_lm_only, LmOnlyParams,
                       "the language model alone: a sequence classifier over (user text, item text) "
-                      "pairs with its adapter (encoders.text)")]
+                      "pairs with its adapter (encoders.text)", roles=("text",), provides=(TRAINS_TEXT,))]

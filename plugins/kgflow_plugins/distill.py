@@ -21,27 +21,22 @@ teacher directory.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from pathlib import Path
-from typing import Optional
 
 import torch
 from pydantic import Field
 from torch import nn
 
 from kgflow.plugin import (Component, ConfigCheck, ConfigIssue, Embeddings, EncoderRecommender,
-                           FusionContext, GraphEncoder, KgflowError, NotSupportedError, Params, hookimpl,
-                           is_distributed)
+                           FusionContext, GraphEncoder, KgflowError, NotSupportedError, Params, TrainedRun,
+                           hookimpl)
 
 
 class DistillParams(Params):
-    teacher: str = Field(description="a finished run directory on the same split (same data "
-                         "fingerprint), e.g. runs/movielens-lm-feature; or a teacher pipeline "
-                         "(.yaml), trained first with this pipeline's seed into `teacher_out`")
-    teacher_out: Optional[str] = Field(None, description="where an inline teacher pipeline's run "
-                                       "goes (default: runs/<teacher name>-teacher-<seed>); a "
-                                       "finished run there on the same split is reused")
+    teacher: str = Field(description="the teacher: the name of an entry of the pipeline's needs: "
+                         "(a teacher pipeline `kgflow run` trains first, on this split), or a "
+                         "finished run directory on the same split (same data fingerprint)")
     top_n: int = Field(50, ge=1, description="the teacher's top-N items per user to distil")
     rank_decay: float = Field(10.0, gt=0, description="rank weighting exp(-rank / rank_decay)")
     rank_weight: float = Field(1.0, ge=0, description="weight of the ranking-distillation loss")
@@ -61,24 +56,6 @@ def check_teacher(path: Path, fingerprint: str) -> dict:
                           f"this pipeline's split is {fingerprint}: a teacher must see the same split "
                           "(same dataset, preprocessing, split and seed)")
     return metrics
-
-
-def train_teacher(pipeline: Path, out: str | None, seed: int) -> Path:
-    """Run an inline teacher pipeline with the student's seed (so both see one split), or reuse
-    its finished run."""
-    from kgflow.config import load_pipeline
-    from kgflow.runs.rundir import RunDir
-    from kgflow.runs.runner import run_pipeline
-
-    if not pipeline.is_file():
-        raise KgflowError(f"distill teacher pipeline {pipeline} not found")
-    loaded = load_pipeline(pipeline, [f"seed={seed}"])
-    target = Path(out) if out else Path("runs") / f"{loaded.name}-teacher-{seed}"
-    if RunDir(target).status().get("state") == "finished":
-        return target
-    logging.getLogger("kgflow.run").info(f"training the distillation teacher {pipeline} -> {target}")
-    run_pipeline(loaded, target, overwrite=True, progress=False)
-    return target
 
 
 def pca(matrix: torch.Tensor, dim: int) -> torch.Tensor:
@@ -114,8 +91,6 @@ class DistilledStudent(EncoderRecommender):
 
     def attach_teacher(self, path: Path, split, dim: int) -> None:
         """Load the teacher run and keep what training needs (non-persistent: never checkpointed)."""
-        from kgflow.inference import TrainedRun
-
         teacher = TrainedRun.load(path)
         top_n = min(self.params.top_n, split.n_items)
         with torch.no_grad():
@@ -179,35 +154,41 @@ def build_distill(params: DistillParams, ctx: FusionContext) -> DistilledStudent
         dim = student().user.shape[1]
     model = DistilledStudent(student, params, dim)
     if ctx.training:
-        path = Path(params.teacher).expanduser()
-        if path.suffix in (".yaml", ".yml"):
-            path = train_teacher(path, params.teacher_out, ctx.seed)
+        path = ctx.needs.get(params.teacher) or Path(params.teacher).expanduser()
         check_teacher(path, ctx.split.fingerprint())
         model.attach_teacher(path, ctx.split, dim)
     return model
 
 
-def check_inline_teacher_alone(config, registry) -> list[ConfigIssue]:
-    """An inline teacher pipeline is trained inside the model's construction, which every DDP
-    process repeats: several processes would train it into one folder at once."""
+def check_teacher_reference(config, registry) -> list[ConfigIssue]:
+    """The teacher names a ``needs:`` entry or an existing run directory; a pipeline file goes
+    under ``needs:`` (the runner trains it first, never the model's construction)."""
     if registry.get("fusion", config.fusion.name).name != "distill":
         return []
     teacher = str(config.fusion.params.get("teacher", ""))
-    if is_distributed(config.trainer) and Path(teacher).suffix in (".yaml", ".yml"):
-        return [ConfigIssue("an inline teacher pipeline cannot be trained inside a multi-process "
-                            "run", path="fusion.params.teacher",
-                            hint=f"train it first (kgflow run {teacher}) and name its run directory")]
-    return []
+    if not teacher or teacher in config.needs or Path(teacher).expanduser().is_dir():
+        return []
+    if Path(teacher).suffix in (".yaml", ".yml"):
+        return [ConfigIssue("a teacher pipeline goes under needs:, and the teacher names it",
+                            path="fusion.params.teacher",
+                            hint=f"needs: {{teacher: {{pipeline: {teacher}}}}} and teacher: teacher")]
+    if config.needs and "/" not in teacher and not Path(teacher).suffix:
+        named = ", ".join(config.needs)
+        return [ConfigIssue(f"teacher {teacher!r} is neither an entry of needs: ({named}) nor a run "
+                            "directory", path="fusion.params.teacher",
+                            hint=f"name one of: {named}")]
+    return []  # a run directory that is not there (yet) is reported when the run starts
 
 
 @hookimpl
 def kgflow_config_checks() -> list[ConfigCheck]:
-    return [ConfigCheck("distill-teacher-ddp", check_inline_teacher_alone,
-                        "an inline distillation teacher runs in a single process")]
+    return [ConfigCheck("distill-teacher", check_teacher_reference,
+                        "the distillation teacher is a needs: entry or a finished run directory")]
 
 
 @hookimpl
 def kgflow_components() -> list[Component]:
     return [Component("fusion", "distill", build_distill, DistillParams,
                       "a finished run (the teacher) distilled into the ID-only encoders.graph: "
-                      "ranking distillation from its top-N plus InfoNCE embedding alignment")]
+                      "ranking distillation from its top-N plus InfoNCE embedding alignment",
+                      roles=("graph",))]

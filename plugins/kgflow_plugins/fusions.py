@@ -21,9 +21,8 @@ from kgflow.plugin import (Component, ConfigCheck, ConfigIssue, Embeddings, Enco
                            Recommender, fold_in, hookimpl, typical_user_norm)
 from kgflow_plugins.text import ReportsText, SavesLanguageModel, TrainableText
 
-ROLES = {"none": {"graph"}, "content": {"text"}, "feature": {"graph", "text"},
-         "joint": {"graph", "text"}, "distill": {"graph"}, "lm_only": {"text"}}  # encoder roles used
-TRAINS_LM = {"joint", "lm_only"}  # fusions that train the language model
+#: what a fusion that trains the language model (joint, lm_only) declares it provides
+TRAINS_TEXT = "trains_text"
 
 
 def build_none(params: NoParams, ctx: FusionContext) -> EncoderRecommender:
@@ -203,15 +202,16 @@ def check_text_training(config, registry) -> list[ConfigIssue]:
     ref = config.encoders.get("text")
     if ref is None:
         return []
-    fusion = registry.get("fusion", config.fusion.name).name
+    comp = registry.get("fusion", config.fusion.name)
+    fusion, fusion_trains = comp.name, TRAINS_TEXT in comp.provides
     params = ref.parsed
     trains = getattr(params, "trains", False)
-    if trains and fusion not in TRAINS_LM:
+    if trains and not fusion_trains:
         return [ConfigIssue(f"the text encoder trains (adapter or freeze: {params.freeze}) but fusion "
                             f"{fusion!r} uses frozen embeddings", path="fusion",
                             hint="use fusion: joint (or lm_only), or remove the adapter / set "
                             "freeze: frozen")]
-    if fusion in TRAINS_LM and not trains:
+    if fusion_trains and not trains:
         return [ConfigIssue(f"fusion {fusion!r} trains the language model, but encoders.text is frozen",
                             path="encoders.text.params",
                             hint="add adapter: {method: lora, r: 8, target_modules: [query, value]} "
@@ -275,44 +275,27 @@ def check_top_layers(config, registry) -> list[ConfigIssue]:
     return issues
 
 
-def check_roles(config, registry) -> list[ConfigIssue]:
-    """Each fusion needs its encoder roles, and no others."""
-    name = registry.get("fusion", config.fusion.name).name  # aliases resolve to the canonical name
-    if name not in ROLES:
-        return []
-    needed = ROLES[name]
-    have = set(config.encoders)
-    issues = []
-    for role in sorted(needed - have):
-        issues.append(ConfigIssue(f"fusion {name!r} needs an encoder under the role {role!r}",
-                                  path="encoders", hint=f"roles it uses: {', '.join(sorted(needed))}"))
-    extra = sorted(have - needed)
-    if extra:
-        issues.append(ConfigIssue(f"fusion {name!r} does not use the encoders {extra}; remove them "
-                                  "or choose a fusion that combines them", path="encoders"))
-    return issues
-
-
 @hookimpl
 def kgflow_components() -> list[Component]:
     return [
         Component("fusion", "none", build_none, NoParams,
                   "no fusion: the graph encoder alone (encoders.graph)", aliases=("id-only",),
-                  provides=("neighbor_sampling",)),
+                  provides=("neighbor_sampling",), roles=("graph",)),
         Component("fusion", "content", build_content, NoParams,
-                  "text only: cosine between the user's and the item's text embeddings (encoders.text)"),
+                  "text only: cosine between the user's and the item's text embeddings (encoders.text)",
+                  roles=("text",)),
         Component("fusion", "feature", build_feature, FeatureParams,
-                  "LM embeddings as the graph encoder's input features (encoders.graph + encoders.text)"),
+                  "LM embeddings as the graph encoder's input features (encoders.graph + encoders.text)",
+                  roles=("graph", "text")),
         Component("fusion", "joint", build_joint, JointParams,
                   "feature fusion with the language model (adapter or top layers) trained end to end "
-                  "through the ranking loss"),
+                  "through the ranking loss", roles=("graph", "text"), provides=(TRAINS_TEXT,)),
     ]
 
 
 @hookimpl
 def kgflow_config_checks() -> list[ConfigCheck]:
-    return [ConfigCheck("fusion-roles", check_roles, "each fusion gets exactly the encoder roles it uses"),
-            ConfigCheck("text-training", check_text_training,
+    return [ConfigCheck("text-training", check_text_training,
                         "a text encoder that trains goes with fusion joint, and joint with one that trains"),
             ConfigCheck("adapter-targets", check_adapter_targets,
                         "an adapter's target_modules exist in the chosen language model"),

@@ -21,9 +21,8 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from kgflow.plugin import (Component, Embeddings, EncoderContext, GraphBundle, GraphEncoder,
+from kgflow.plugin import (Component, DataError, Embeddings, EncoderContext, GraphBundle, GraphEncoder,
                            KgEmbeddings, hookimpl)
-from kgflow.errors import DataError
 from kgflow_plugins.encoders import EmbeddingParams, _embedding
 from kgflow_plugins.sparse import CHUNK, FixedPattern, relational_mean
 

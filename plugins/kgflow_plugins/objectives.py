@@ -18,8 +18,7 @@ from pydantic import Field
 from torch import nn
 
 from kgflow.plugin import (AuxiliaryObjective, Component, GraphBundle, GraphEncoder, KgEmbeddings,
-                           ObjectiveContext, Params, hookimpl, in_sorted)
-from kgflow.errors import KgflowError
+                           KgflowError, ObjectiveContext, Params, hookimpl, in_sorted)
 
 
 class KgObjectiveParams(Params):

@@ -7,9 +7,7 @@ from typing import Optional
 import pandas as pd
 from pydantic import Field
 
-from kgflow.data.atomic import load_atomic_dataset
-from kgflow.errors import DataError
-from kgflow.plugin import DataPath, DatasetContext, Params, RecData
+from kgflow.plugin import DataError, DataPath, DatasetContext, Params, RecData, load_atomic_dataset
 
 
 class AtomicParams(Params):

@@ -10,9 +10,8 @@ from typing import Optional
 
 from pydantic import Field
 
-from kgflow.data.atomic import load_atomic_dataset
-from kgflow.data.store import download_wheel, exclusive, extract_members, verify_checksum
-from kgflow.plugin import DatasetContext, Params, RecData
+from kgflow.plugin import (DatasetContext, Params, RecData, download_wheel, exclusive, extract_members,
+                           load_atomic_dataset, verify_checksum)
 
 WHEEL = "recbole==1.2.1"
 WHEEL_SHA256 = "9c9948202011f37eb0a7c6768129313f00d6403ad221ec940d5e2d5d5f33a407"
