@@ -19,11 +19,11 @@ REPO = Path(__file__).resolve().parents[1]
 PIPELINE = """kgflow: 1
 name: resume-{name}
 seed: 9
-dataset: {{name: synthetic, params: {{users: 300, items: 200, clusters: 4, interactions_per_user: 20}}}}
+dataset: {{name: synthetic, params: {{users: 200, items: 120, clusters: 4, interactions_per_user: 15}}}}
 graph: {graph}
 encoders:
   graph: {encoder}
-train: {{epochs: 4, lr: 0.01, batch_size: 16, early_stopping: {stopping}}}
+train: {{epochs: 4, lr: 0.01, batch_size: 12, early_stopping: {stopping}}}
 eval: {{ks: [10, 20]}}
 """
 CASES = {
