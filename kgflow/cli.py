@@ -192,6 +192,25 @@ def plugins(as_json: bool) -> None:
 
 
 @cli.command()
+@click.argument("pipeline", type=click.Path(exists=True, dir_okay=False))
+@click.option("--space", "space", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The search space (YAML): pipeline keys and the values to try.")
+@set_option
+@click.option("--out", type=click.Path(file_okay=False),
+              help="The study's folder (default: runs/<pipeline name>-tune); running again continues it.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes running trials at once (they share the study).")
+@click.option("--worker", is_flag=True, hidden=True)
+def tune(pipeline: str, space: str, overrides: tuple[str, ...], out: str | None, workers: int,
+         worker: bool) -> None:
+    """Search hyperparameters of PIPELINE with Optuna; every trial is a run directory, the best
+    pipeline is written as OUT/best.yaml (see docs/tuning.md)."""
+    from kgflow.tuning.study import tune as run_study
+
+    run_study(pipeline, space, out, overrides, workers=workers, worker=worker)
+
+
+@cli.command()
 @click.option("--out", type=click.Path(dir_okay=False), help="Write to a file instead of stdout.")
 def schema(out: str | None) -> None:
     """Print the JSON Schema of a pipeline (with installed plugins' parameters)."""

@@ -98,12 +98,14 @@ def default_out(loaded: LoadedPipeline) -> Path:
 
 def run_pipeline(loaded: LoadedPipeline, out: str | Path | None = None, *, overwrite: bool = False,
                  resume: bool = False, registry: Registry | None = None,
-                 progress: bool | None = None, echo: Callable[[str], Any] | None = None) -> dict[str, Any]:
+                 progress: bool | None = None, echo: Callable[[str], Any] | None = None,
+                 callbacks: list[Any] = ()) -> dict[str, Any]:
     """Run a validated pipeline end to end and return its metrics (also in ``metrics.json``).
 
     Progress messages go to the ``kgflow.run`` logger (or to ``echo`` when given). The calling
     process's warning filters, logger levels, thread count and random states are left as they
-    were (:func:`caller_state_kept`)."""
+    were (:func:`caller_state_kept`). ``callbacks``: extra Lightning callbacks (``kgflow tune``
+    reports each validation to its study through one)."""
     needs = train_needs(loaded, registry, echo or log.info)
     stopper = StopOnSignal()
     with caller_state_kept():
@@ -111,7 +113,7 @@ def run_pipeline(loaded: LoadedPipeline, out: str | Path | None = None, *, overw
         try:
             return _run_pipeline(loaded, out, overwrite=overwrite, resume=resume, registry=registry,
                                  progress=progress, echo=echo or log.info, stopper=stopper,
-                                 needs=needs)
+                                 needs=needs, callbacks=list(callbacks))
         finally:
             stopper.uninstall()
 
@@ -152,7 +154,7 @@ def train_needs(loaded: LoadedPipeline, registry: Registry | None,
 
 def _run_pipeline(loaded: LoadedPipeline, out: str | Path | None, *, overwrite: bool, resume: bool,
                   registry: Registry | None, progress: bool | None, echo: Callable[[str], Any],
-                  stopper: StopOnSignal, needs: dict[str, Path]) -> dict[str, Any]:
+                  stopper: StopOnSignal, needs: dict[str, Path], callbacks: list[Any]) -> dict[str, Any]:
     import lightning as L
 
     registry = registry or get_registry()
@@ -191,7 +193,8 @@ def _run_pipeline(loaded: LoadedPipeline, out: str | Path | None, *, overwrite: 
             echo(f"init_from {cfg.train.init_from}: {copied} tensors copied, {fresh} trainable "
                  "tensors start fresh")
         trainer, module, datamodule, checkpoint = build_training(loaded, split, model, run,
-                                                                 registry, progress, graph, [stopper])
+                                                                 registry, progress, graph,
+                                                                 [stopper, *callbacks])
         if writer:
             start_run_dir(run, loaded, overwrite=overwrite, resume=resume)
             started = True

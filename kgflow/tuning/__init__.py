@@ -1,0 +1,1 @@
+"""Hyperparameter search over pipelines (``kgflow tune``)."""
