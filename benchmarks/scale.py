@@ -3,6 +3,8 @@
 
     python benchmarks/scale.py generate --size S --work W      # data + pipelines under W/S
     python benchmarks/scale.py run --size S --work W --models mf lightgcn lightgcn-sampled
+    (models: mf, lightgcn, lightgcn-sampled, kgat-sampled; mf-sparse and lightgcn-sparse train
+    with optimizer: sparse_adam, which updates only the embedding rows a batch used)
     python benchmarks/scale.py table --work W                   # markdown table of every result
 
 Sizes: S (10k users, 5k items, 500k interactions), M (100k, 20k, 5M), L (1M, 100k, 20M). Users'
