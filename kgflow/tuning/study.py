@@ -36,7 +36,6 @@ def _optuna():
         import optuna
     except ImportError:
         raise KgflowError("kgflow tune needs Optuna: pip install 'kgflow[tune]' (or optuna)") from None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
 
 
@@ -99,15 +98,26 @@ def tune(pipeline: str | Path, space_file: str | Path, out: str | Path | None = 
          overrides: tuple[str, ...] = (), workers: int = 1, worker: bool = False,
          echo: Callable[[str], Any] | None = None) -> dict[str, Any]:
     """Run (or continue) the study; returns the best trial's summary (see module doc)."""
-    from kgflow.runs.runner import resolved_yaml, run_pipeline
-
     echo = echo or log.info
     optuna = _optuna()
     loaded = load_pipeline(pipeline, overrides)
     space = load_space(space_file, loaded)
-    cfg = space.config
     out = Path(out) if out else Path("runs") / f"{loaded.name}-tune"
     out.mkdir(parents=True, exist_ok=True)
+    optuna_logger = logging.getLogger("optuna")
+    level = optuna_logger.level
+    optuna_logger.setLevel(logging.WARNING)  # kgflow reports each trial itself; restored below
+    try:
+        return _study(optuna, loaded, space, out, pipeline, space_file, overrides, workers, worker, echo)
+    finally:
+        optuna_logger.setLevel(level)
+
+
+def _study(optuna: Any, loaded: Any, space: Space, out: Path, pipeline: str | Path, space_file: str | Path,
+           overrides: tuple[str, ...], workers: int, worker: bool, echo: Callable[[str], Any]) -> dict[str, Any]:
+    from kgflow.runs.runner import resolved_yaml, run_pipeline
+
+    cfg = space.config
     identity = _identity(resolved_yaml(loaded).split("\n", 1)[-1], space)
     study = optuna.create_study(study_name=STUDY, storage=f"sqlite:///{out / 'study.db'}",
                                 sampler=_sampler(space), pruner=_pruner(space), direction="maximize",

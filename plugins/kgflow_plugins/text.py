@@ -158,11 +158,15 @@ def load_pretrained(model: str):
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
+    shown = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # its weight-loading bar would interleave with our output
     try:
         return AutoTokenizer.from_pretrained(model), AutoModel.from_pretrained(model)
     except OSError as exc:
         raise KgflowError(f"cannot load the text model {model!r}: {str(exc).splitlines()[0]}") from None
+    finally:
+        if shown:  # the caller's setting, as it was
+            hf_logging.enable_progress_bar()
 
 
 @torch.no_grad()
