@@ -158,8 +158,12 @@ def test_movielens_strategy_pipelines_with_minilm(invoke, tmp_path):
     assert joint["artifacts"] == ["artifacts/adapter"]
     assert joint["test"]["all"]["ndcg@10"] > 0.012  # warm-started from the feature run
     lm = run("movielens-lm-classifier", "train.epochs=1", "trainer.limit_train_batches=1",
-             "eval.max_users=3")
-    assert 0 <= lm["test"]["all"]["auc"] <= 1 and lm["test"]["all"]["users"] == 3
+             "eval.max_users=3", "fusion.params.pointwise_pairs=200")
+    assert lm["test"]["all"]["users"] == 3 and lm["pointwise"]["pairs"] == 2 * 200
+    import pandas as pd  # the reported AUC is the mean of the three users' own
+
+    per_user = pd.read_csv(tmp_path / "movielens-lm-classifier" / "test_per_user.csv")
+    assert lm["test"]["all"]["auc"] == pytest.approx(per_user["auc"].mean(), abs=1e-6)
 
 
 @pytest.mark.parametrize("encoder", ["kgin", "kgat"])
