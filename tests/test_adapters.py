@@ -216,7 +216,7 @@ def test_lm_only_classifier_is_ranked_like_any_model(tiny_bert, tmp_path, precis
     pointwise = metrics["pointwise"]
     assert pointwise["pairs"] == 2 * 40
     # accuracy over 80 pairs comes in steps of 1/80
-    assert pointwise["accuracy"] * 80 == pytest.approx(round(pointwise["accuracy"] * 80), abs=1e-6)
+    assert pointwise["accuracy"] * 80 == pytest.approx(round(pointwise["accuracy"] * 80), abs=1e-3)
     assert (out / "artifacts" / "adapter" / "adapter_config.json").is_file()
     run = TrainedRun.load(out)
     assert len(run.recommend([str(run.split.user_ids[0])], k=4)) == 4
