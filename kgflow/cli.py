@@ -19,9 +19,8 @@ class _ConsoleHandler(logging.Handler):
     """Renders kgflow's log records as plain lines: info on stdout, warnings and errors on stderr."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        warn = record.levelno >= logging.WARNING
-        click.echo(("warning: " if record.levelno == logging.WARNING else "") + record.getMessage()
-                   if warn else record.getMessage(), err=warn)
+        prefix = "warning: " if record.levelno == logging.WARNING else ""
+        click.echo(prefix + record.getMessage(), err=record.levelno >= logging.WARNING)
 
 
 @contextmanager
@@ -50,13 +49,11 @@ class KgflowGroup(click.Group):
 
     plugin_commands_loaded = False
 
-    def load_plugin_commands(self) -> list[str]:
-        """Let installed plugins add their commands (once); returns the names they added."""
-        before = set(self.commands)
+    def load_plugin_commands(self) -> None:
+        """Let installed plugins add their commands (once)."""
         if not self.plugin_commands_loaded:
             self.plugin_commands_loaded = True
             _add_plugin_commands()
-        return sorted(set(self.commands) - before)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         command = super().get_command(ctx, cmd_name)

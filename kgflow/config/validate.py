@@ -10,6 +10,7 @@ import inspect
 import os
 import typing
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -41,6 +42,8 @@ class LoadedPipeline:
     located: Located
     source: str
     overrides: tuple[str, ...] = ()
+    #: the pipelines of ``needs:``, loaded and validated with this one (with its seed), by name
+    needs: dict[str, "LoadedPipeline"] = dataclass_field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -360,11 +363,11 @@ def _sampling_issues(config: PipelineConfig, located: Located, registry: Registr
 _VALIDATING: list[str] = []  # the chain of pipelines being validated through needs:, for cycles
 
 
-def _need_issues(config: PipelineConfig, located: Located, registry: Registry,
-                 source: str) -> list[ConfigIssue]:
+def _need_issues(config: PipelineConfig, located: Located, registry: Registry, source: str,
+                 loaded: dict[str, "LoadedPipeline"]) -> list[ConfigIssue]:
     """Each ``needs:`` entry is a valid pipeline (checked as it will run: with this seed and its
-    ``set``), no pipeline needs itself through others, and under DDP its run is already finished
-    (every process would otherwise train it into one folder at once)."""
+    ``set``; the valid ones go into ``loaded``), no pipeline needs itself through others, and under
+    DDP its run is already finished (every process would otherwise train it into one folder)."""
     from kgflow.runs.rundir import RunDir
     from kgflow.training.distributed import is_distributed
 
@@ -392,7 +395,8 @@ def _need_issues(config: PipelineConfig, located: Located, registry: Registry,
             continue
         finally:
             _VALIDATING.pop()
-        out = need_run_dir(name, need, needed, config.seed)
+        loaded[name] = needed
+        out = need_run_dir(need, needed, config.seed)
         if is_distributed(config.trainer) and RunDir(out).status().get("state") != "finished":
             issues.append(ConfigIssue(
                 f"needs.{name} is not trained yet, and a multi-process run cannot train it (every "
@@ -401,7 +405,7 @@ def _need_issues(config: PipelineConfig, located: Located, registry: Registry,
     return issues
 
 
-def need_run_dir(name: str, need: Any, needed: "LoadedPipeline", seed: int) -> Path:
+def need_run_dir(need: Any, needed: "LoadedPipeline", seed: int) -> Path:
     """Where a needed pipeline's run goes: its ``out``, or ``runs/<its name>-<seed>``."""
     return Path(need.out) if need.out else Path("runs") / f"{needed.name}-{seed}"
 
@@ -487,7 +491,8 @@ def validate_located(located: Located, source: str, registry: Registry | None = 
         raise ConfigError(requirement_issues, source)
     issues = resolve_components(config, located, registry)
     issues += _trainer_issues(config.trainer, located)
-    issues += _need_issues(config, located, registry, source)
+    needs: dict[str, LoadedPipeline] = {}
+    issues += _need_issues(config, located, registry, source, needs)
     # Plugins' cross-cutting checks run too, so that a file's independent mistakes are all
     # reported at once; a check that cannot work on a file with earlier problems (a component
     # that did not resolve) is skipped rather than reporting a consequence of them.
@@ -507,7 +512,7 @@ def validate_located(located: Located, source: str, registry: Registry | None = 
             issues.append(issue)
     if issues:
         raise ConfigError(issues, source)
-    return LoadedPipeline(config, located, source, tuple(overrides))
+    return LoadedPipeline(config, located, source, tuple(overrides), needs)
 
 
 def load_pipeline(path: str | Path, overrides: Iterable[str] = (),

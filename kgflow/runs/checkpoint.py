@@ -43,8 +43,6 @@ def _first_line(exc: BaseException) -> str:
 
 def model_state(checkpoint: Path) -> dict[str, torch.Tensor]:
     """The recommender's own state dict from a kgflow Lightning checkpoint."""
-    from kgflow.runs.checkpoint import read_checkpoint
-
     state = read_checkpoint(checkpoint)["state_dict"]
     return {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import signal
 import threading
 from types import FrameType
-from typing import Any, Callable
+from typing import Any
 
 import lightning as L
 
@@ -75,8 +75,8 @@ class StopOnSignal(L.Callback):
         self.check()
 
 
-def resume_hint(describe: Callable[[], str], has_checkpoint: bool) -> str:
-    """What to tell the user after an interruption."""
+def resume_hint(command: str, has_checkpoint: bool) -> str:
+    """What to tell the user after an interruption; ``command`` is the run's own command line."""
     if has_checkpoint:
-        return f"the run can continue from its last checkpoint: {describe()} --resume"
-    return f"it stopped before its first checkpoint: start it again with {describe()} --overwrite"
+        return f"the run can continue from its last checkpoint: {command} --resume"
+    return f"it stopped before its first checkpoint: start it again with {command} --overwrite"

@@ -57,15 +57,13 @@ def caller_state_kept() -> Iterator[None]:
     """Run a pipeline without changing the calling process: its warning filters, logger levels,
     torch thread count, random states (Python, NumPy, torch) and ``PL_GLOBAL_SEED`` are as they
     were afterwards, whether the run finished or failed."""
-    import random
-
-    import numpy as np
     import torch
+
+    from kgflow.training import rng
 
     levels = {name: logging.getLogger(name).level for name in LIGHTNING_LOGGERS}
     threads = torch.get_num_threads()
-    states = (random.getstate(), np.random.get_state(), torch.get_rng_state())
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    states = rng.capture()
     seed_env = os.environ.get("PL_GLOBAL_SEED")
     try:
         with warnings.catch_warnings():
@@ -74,11 +72,7 @@ def caller_state_kept() -> Iterator[None]:
         for name, level in levels.items():
             logging.getLogger(name).setLevel(level)
         torch.set_num_threads(threads)
-        random.setstate(states[0])
-        np.random.set_state(states[1])
-        torch.set_rng_state(states[2])
-        if cuda is not None:
-            torch.cuda.set_rng_state_all(cuda)
+        rng.restore(states)
         if seed_env is None:
             os.environ.pop("PL_GLOBAL_SEED", None)
         else:
@@ -90,6 +84,18 @@ def resolved_yaml(loaded: LoadedPipeline) -> str:
     header = (f"# resolved from {loaded.source}"
               + (f" with --set {' --set '.join(loaded.overrides)}" if loaded.overrides else "") + "\n")
     return header + yaml.safe_dump(data, sort_keys=False)
+
+
+def pipeline_body(loaded: LoadedPipeline) -> str:
+    """``resolved_yaml`` without its header line: what two runs of one pipeline share, whatever
+    file and ``--set`` options they came from."""
+    return resolved_yaml(loaded).split("\n", 1)[1]
+
+
+def made_from(path: Path, loaded: LoadedPipeline) -> bool:
+    """Whether the run directory ``path`` was started from this pipeline (same resolved settings)."""
+    recorded = path / "resolved.yaml"
+    return recorded.is_file() and recorded.read_text().split("\n", 1)[-1] == pipeline_body(loaded)
 
 
 def default_out(loaded: LoadedPipeline) -> Path:
@@ -122,19 +128,16 @@ def train_needs(loaded: LoadedPipeline, registry: Registry | None,
                 echo: Callable[[str], Any]) -> dict[str, Path]:
     """Run the pipelines ``loaded`` needs (``needs:``) before it, each with its seed: a finished
     run of the same pipeline is reused, an interrupted one resumed. Returns their run folders."""
-    from kgflow.config import load_pipeline
     from kgflow.config.validate import need_run_dir
 
     folders = {}
     cfg = loaded.config
     for name, need in cfg.needs.items():
-        needed = load_pipeline(need.pipeline, [f"seed={cfg.seed}", *need.set], registry)
-        target = need_run_dir(name, need, needed, cfg.seed)
+        needed = loaded.needs[name]  # validated (and loaded) with the pipeline
+        target = need_run_dir(need, needed, cfg.seed)
         existing = RunDir(target)
         if existing.is_run():
-            same = (target / "resolved.yaml").is_file() and (target / "resolved.yaml").read_text().split(
-                "\n", 1)[-1] == resolved_yaml(needed).split("\n", 1)[-1]
-            if not same:  # never replace a run that was not made for this need
+            if not made_from(target, needed):  # never replace a run that was not made for this need
                 raise KgflowError(f"needs.{name}: {target} holds a run of another pipeline (or other "
                                   f"settings) than {need.pipeline} with seed {cfg.seed}; remove it, or "
                                   "give needs.{name}.out another folder")
@@ -261,7 +264,7 @@ def _run_pipeline(loaded: LoadedPipeline, out: str | Path | None, *, overwrite: 
         if writer and started and isinstance(exc, RunInterrupted):
             command = f"kgflow run {loaded.source} --out {run.path}" + "".join(
                 f" --set '{o}'" for o in loaded.overrides)
-            hint = resume_hint(lambda: command, (run.checkpoints / "last.ckpt").is_file())
+            hint = resume_hint(command, (run.checkpoints / "last.ckpt").is_file())
             run.fail(str(exc), state="interrupted", hint=hint)
             raise RunInterrupted(exc.signum, f"{exc}; {hint}") from None
         if writer and started:
@@ -296,8 +299,7 @@ def start_run_dir(run: RunDir, loaded: LoadedPipeline, *, overwrite: bool, resum
     """Create (or reopen, to resume) the run directory and record the pipeline in it."""
     run.prepare(overwrite=overwrite, resume=resume)
     if resume:
-        previous = (run.path / "resolved.yaml").read_text()
-        if previous.split("\n", 1)[1] != resolved_yaml(loaded).split("\n", 1)[1]:
+        if not made_from(run.path, loaded):
             raise KgflowError(f"{run.path}: the pipeline differs from the one this run started with; "
                               "resume needs the same pipeline and --set options")
     else:

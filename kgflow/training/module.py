@@ -123,9 +123,9 @@ class RecModule(L.LightningModule):
         cfg = self.train_cfg
         if cfg.optimizer == "sparse_adam":
             use_sparse_lookups(self)
-        params = [p for p in self.parameters() if p.requires_grad]
-        if cfg.optimizer == "sparse_adam":
+            params = [p for p in self.parameters() if p.requires_grad]
             return RowSparseAdam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        params = [p for p in self.parameters() if p.requires_grad]
         if cfg.optimizer == "adam":
             return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         if cfg.optimizer == "adamw":

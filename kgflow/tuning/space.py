@@ -16,6 +16,7 @@ problem is reported with the space file's line, like a pipeline's.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
@@ -106,11 +107,10 @@ class Space:
     config: SpaceConfig
     source: str
 
-    def override(self, key: str, value: Any) -> str:
-        """The ``--set`` text that gives ``key`` the value (JSON is YAML)."""
-        import json
 
-        return f"{key}={json.dumps(value)}"
+def override_text(key: str, value: Any) -> str:
+    """The ``--set`` text that gives ``key`` the value (JSON is YAML)."""
+    return f"{key}={json.dumps(value)}"
 
 
 def load_space(path: str | Path, pipeline: LoadedPipeline) -> Space:
@@ -134,7 +134,7 @@ def load_space(path: str | Path, pipeline: LoadedPipeline) -> Space:
                                           hint="use choice: [...] or int: [low, high] with a step"))
     for key, spec in config.params.items():
         for value in spec.probe_values():
-            problem = _pipeline_refuses(pipeline, f"{key}={_json(value)}")
+            problem = _pipeline_refuses(pipeline, override_text(key, value))
             if problem:
                 file, line = located.where(("params", key))
                 issues.append(ConfigIssue(f"the pipeline does not take {value!r} for {key}: {problem}",
@@ -148,12 +148,6 @@ def load_space(path: str | Path, pipeline: LoadedPipeline) -> Space:
     if issues:
         raise ConfigError(issues, source)
     return Space(config, source)
-
-
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value)
 
 
 def _pipeline_refuses(pipeline: LoadedPipeline, override: str) -> str | None:

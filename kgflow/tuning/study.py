@@ -25,7 +25,7 @@ from kgflow.config import load_pipeline
 from kgflow.errors import KgflowError
 from kgflow.runs.interrupt import RunInterrupted
 from kgflow.runs.rundir import atomic_write_text
-from kgflow.tuning.space import ParamSpec, Space, load_space
+from kgflow.tuning.space import ParamSpec, Space, load_space, override_text
 
 log = logging.getLogger("kgflow.tune")
 STUDY = "kgflow"
@@ -115,10 +115,10 @@ def tune(pipeline: str | Path, space_file: str | Path, out: str | Path | None = 
 
 def _study(optuna: Any, loaded: Any, space: Space, out: Path, pipeline: str | Path, space_file: str | Path,
            overrides: tuple[str, ...], workers: int, worker: bool, echo: Callable[[str], Any]) -> dict[str, Any]:
-    from kgflow.runs.runner import resolved_yaml, run_pipeline
+    from kgflow.runs.runner import pipeline_body, run_pipeline
 
     cfg = space.config
-    identity = _identity(resolved_yaml(loaded).split("\n", 1)[-1], space)
+    identity = _identity(pipeline_body(loaded), space)
     study = optuna.create_study(study_name=STUDY, storage=f"sqlite:///{out / 'study.db'}",
                                 sampler=_sampler(space), pruner=_pruner(space), direction="maximize",
                                 load_if_exists=True)
@@ -135,7 +135,7 @@ def _study(optuna: Any, loaded: Any, space: Space, out: Path, pipeline: str | Pa
 
     def objective(trial: Any) -> float:
         values = {key: suggest(trial, key, spec) for key, spec in cfg.params.items()}
-        sets = [*overrides, *(space.override(k, v) for k, v in values.items())]
+        sets = [*overrides, *(override_text(k, v) for k, v in values.items())]
         folder = out / "trials" / f"{trial.number:04d}"
         trial.set_user_attr("run", str(folder))
         try:
