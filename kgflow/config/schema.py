@@ -116,6 +116,11 @@ class Sampling(Strict):
         None, description="neighbor: incoming edges kept per node at each hop, one per encoder layer "
         "(-1 keeps all), e.g. [10, 10] for two layers; [] for an encoder without layers (mf): a "
         "step then reads only its batch's rows")
+    backend: Literal["auto", "torch", "pyg"] = Field(
+        "auto", description="neighbor: who draws the neighbourhoods. torch: kgflow's vectorised "
+        "pure-torch sampler (always available); pyg: torch-geometric's compiled sampler (needs pyg-lib "
+        "or torch-sparse); auto: pyg when one of those is installed, else torch. The two draw "
+        "differently, so the same seed gives other batches on machines with and without them")
 
     @field_validator("fanouts")
     @classmethod

@@ -333,6 +333,21 @@ def _sampling_issues(config: PipelineConfig, located: Located, registry: Registr
     if sampling.method != "neighbor":
         return []
     issues = []
+    if sampling.backend == "pyg":
+        from kgflow.training.neighbors import compiled_backend
+
+        bpath = ("train", "sampling", "backend")
+        bfile, bline = located.where(bpath)
+        if compiled_backend() is None:
+            issues.append(ConfigIssue(
+                "sampling backend pyg needs pyg-lib or torch-sparse, and neither is installed",
+                path=format_path(bpath), file=bfile, line=bline, value="pyg", has_value=True,
+                hint="use backend torch (kgflow's own sampler) or auto, or install one of them"))
+        elif not sampling.fanouts:
+            issues.append(ConfigIssue(
+                "sampling backend pyg needs at least one hop (fanouts: [] reads only the batch's rows)",
+                path=format_path(bpath), file=bfile, line=bline, value="pyg", has_value=True,
+                hint="use backend torch or auto"))
     path = ("train", "sampling", "method")
     file, line = located.where(path)
     slots = [(("fusion",), "fusion", config.fusion)]

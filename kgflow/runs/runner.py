@@ -253,6 +253,11 @@ def _run_pipeline(loaded: LoadedPipeline, out: str | Path | None, *, overwrite: 
             "accelerator": str(trainer.accelerator.__class__.__name__).replace("Accelerator", "").lower(),
             "processes": trainer.world_size,
         }
+        neighbors = datamodule.train_batches.neighbors
+        if neighbors is not None:
+            from kgflow.training.neighbors import backend_name
+
+            result["sampler"] = backend_name(neighbors)
         result.update(model.extra_metrics())
         if writer:
             atomic_write_json(run.path / "metrics.json", result)
@@ -334,6 +339,7 @@ def build_training(loaded: LoadedPipeline, split: Split, model: Recommender, run
 
     from kgflow.training.datamodule import RecDataModule
     from kgflow.training.module import RecModule
+    from kgflow.training.neighbors import backend_name
     from kgflow.training.selection import BestCheckpoint
 
     cfg = loaded.config
@@ -351,7 +357,9 @@ def build_training(loaded: LoadedPipeline, split: Split, model: Recommender, run
         edge_index, edge_id = edges if edges is not None else (graph.edge_index, None)
         datamodule.sample_neighbourhoods(edge_index, graph.num_nodes, sampling.fanouts or [],
                                          graph.node_offsets.get("user", 0), graph.node_offsets["item"],
-                                         edge_id)
+                                         edge_id, sampling.backend)
+        log.info("sampled subgraphs: fan-outs %s, sampler %s", sampling.fanouts,
+                 backend_name(datamodule.train_batches.neighbors))
     objectives = build_objectives(loaded, split, model, graph, registry) if graph is not None else []
     datamodule.train_batches.alternating = [(i, o) for i, o in enumerate(objectives)
                                             if o.schedule == "alternate"]

@@ -19,7 +19,7 @@ from kgflow.data.recdata import Split
 from kgflow.evaluation.ranking import EvalTask
 from kgflow.models import AuxiliaryObjective
 from kgflow.training.distributed import shard_rows
-from kgflow.training.neighbors import NeighborSampler
+from kgflow.training.neighbors import NeighborSampler, PygNeighborSampler, make_neighbor_sampler
 from kgflow.training.sampling import NegativeSampler
 
 
@@ -47,7 +47,7 @@ class PairBatches:
         self.rank, self.world = 0, 1
         self.alternating: list[tuple[int, AuxiliaryObjective]] = []
         #: Set for sampled-subgraph training: each batch then carries its sampled neighbourhood.
-        self.neighbors: NeighborSampler | None = None
+        self.neighbors: NeighborSampler | PygNeighborSampler | None = None
         self.user_offset, self.item_offset = 0, 0
 
     def shard(self, rank: int, world: int) -> None:
@@ -147,9 +147,10 @@ class RecDataModule(L.LightningDataModule):
 
     def sample_neighbourhoods(self, edge_index: torch.Tensor, num_nodes: int, fanouts: list[int],
                               user_offset: int, item_offset: int,
-                              edge_id: torch.Tensor | None = None) -> None:
+                              edge_id: torch.Tensor | None = None, backend: str = "auto") -> None:
         """Give every training batch its sampled neighbourhood in the graph (mini-batch training)."""
-        self.train_batches.neighbors = NeighborSampler(edge_index, num_nodes, fanouts, edge_id)
+        self.train_batches.neighbors = make_neighbor_sampler(edge_index, num_nodes, fanouts, edge_id,
+                                                             backend)  # type: ignore[arg-type]
         self.train_batches.user_offset, self.train_batches.item_offset = user_offset, item_offset
 
     def _rank_world(self) -> tuple[int, int]:

@@ -4,12 +4,17 @@ A training step then costs the batch's sampled neighbourhood, not the whole grap
 seed nodes (its users, positive and negative items) each of K hops keeps at most ``fanouts[k]``
 incoming edges per frontier node, and the model runs its K layers on the union of those edges
 (torch-geometric's ``NeighborLoader`` semantics: ``edge_index[0]`` sends, ``edge_index[1]``
-receives). PyG's compiled samplers (pyg-lib, torch-sparse) are not installable everywhere; this
-sampler needs neither and works on any device the graph lives on.
+receives). PyG's compiled samplers (pyg-lib, torch-sparse) are not installable everywhere:
+:class:`NeighborSampler` needs neither and works on any device the graph lives on;
+:class:`PygNeighborSampler` runs torch-geometric's own sampler on those backends when one is
+installed, returning the same :class:`Subgraph`. :func:`make_neighbor_sampler` picks one
+(``train.sampling.backend``).
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -83,3 +88,83 @@ class NeighborSampler:
         nodes = seen  # ascending: torch.unique sorts
         return Subgraph(nodes, torch.stack([torch.searchsorted(nodes, src), torch.searchsorted(nodes, dst)]),
                         self.edge_id[hop], torch.searchsorted(nodes, seeds))
+
+
+def compiled_backend() -> str | None:
+    """The compiled PyG sampling backend installed here (``pyg-lib`` or ``torch-sparse``), if any."""
+    try:
+        import torch_geometric.typing as pyg_typing
+    except ImportError:  # pragma: no cover - torch-geometric is a dependency
+        return None
+    if pyg_typing.WITH_PYG_LIB:
+        return "pyg-lib"
+    if pyg_typing.WITH_TORCH_SPARSE:
+        return "torch-sparse"
+    return None
+
+
+class PygNeighborSampler:
+    """torch-geometric's ``NeighborSampler`` (on pyg-lib or torch-sparse) behind
+    :class:`NeighborSampler`'s interface: up to ``fanouts[k]`` incoming edges per node at hop
+    ``k``, drawn without replacement.
+
+    The compiled samplers draw from torch's global generator; each call seeds it from
+    ``generator`` inside a fork of the global state (restored afterwards), so batches stay
+    reproducible from the run's seed and nothing else's random stream moves."""
+
+    def __init__(self, edge_index: torch.Tensor, num_nodes: int, fanouts: list[int],
+                 edge_id: torch.Tensor | None = None) -> None:
+        from torch_geometric.data import Data
+        from torch_geometric.sampler import NeighborSampler as PygSampler
+
+        if any(f == 0 or f < -1 for f in fanouts):
+            raise ValueError(f"fan-outs must be positive (or -1 for all neighbours), got {fanouts}")
+        if not fanouts:
+            raise ValueError("the PyG sampler needs at least one hop; use backend torch for fanouts: []")
+        self.fanouts = list(fanouts)
+        self.edge_id = None if edge_id is None else edge_id.long().cpu()
+        data = Data(edge_index=edge_index.long().cpu(), num_nodes=num_nodes)
+        with warnings.catch_warnings():  # on torch-sparse alone PyG asks for pyg-lib: a choice, not a fault
+            warnings.filterwarnings("ignore", message=".*without a 'pyg-lib' installation.*")
+            self._sampler = PygSampler(data, num_neighbors=self.fanouts)
+
+    def sample(self, seeds: torch.Tensor, generator: torch.Generator | None = None) -> Subgraph:
+        from torch_geometric.sampler import NodeSamplerInput
+
+        seeds = seeds.long()
+        unique = torch.unique(seeds)
+        with torch.random.fork_rng(devices=[]):
+            if generator is not None:
+                torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
+            out = self._sampler.sample_from_nodes(NodeSamplerInput(input_id=None, node=unique))
+        # PyG lists the seeds first, then nodes in the order it reached them; kgflow's subgraphs
+        # hold their nodes ascending
+        nodes, order = torch.sort(out.node)
+        local = torch.empty_like(order)
+        local[order] = torch.arange(len(order))
+        edge = out.edge if self._sampler.perm is None else self._sampler.perm[out.edge]
+        if self.edge_id is not None:
+            edge = self.edge_id[edge]
+        return Subgraph(nodes, torch.stack([local[out.row], local[out.col]]), edge,
+                        torch.searchsorted(nodes, seeds))
+
+
+SamplerBackend = Literal["auto", "torch", "pyg"]
+
+
+def make_neighbor_sampler(edge_index: torch.Tensor, num_nodes: int, fanouts: list[int],
+                          edge_id: torch.Tensor | None = None,
+                          backend: SamplerBackend = "auto") -> NeighborSampler | PygNeighborSampler:
+    """The sampler ``backend`` names; ``auto``: PyG's when a compiled backend is installed and
+    there is at least one hop, otherwise kgflow's pure-torch one."""
+    if backend == "pyg" and compiled_backend() is None:
+        raise RuntimeError("train.sampling.backend pyg needs pyg-lib or torch-sparse installed; "
+                           "use backend torch (or auto)")
+    if backend == "pyg" or (backend == "auto" and fanouts and compiled_backend() is not None):
+        return PygNeighborSampler(edge_index, num_nodes, fanouts, edge_id)
+    return NeighborSampler(edge_index, num_nodes, fanouts, edge_id)
+
+
+def backend_name(sampler: NeighborSampler | PygNeighborSampler) -> str:
+    """How a sampler draws, for the run's report: ``torch`` or ``pyg (<backend>)``."""
+    return f"pyg ({compiled_backend()})" if isinstance(sampler, PygNeighborSampler) else "torch"
