@@ -4,7 +4,7 @@ from __future__ import annotations
 from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Literal
+from typing import Callable, ClassVar, Iterator, Literal
 
 import torch
 from torch import nn
@@ -52,6 +52,12 @@ class GraphEncoder(nn.Module):
         """A regulariser of the last training forward pass (e.g. KGIN's intent independence),
         added to the ranking loss; ``None`` when there is none."""
         return None
+
+    def batch_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """Like :meth:`extra_loss`, for terms that depend on the training batch (its ``user``,
+        ``pos`` and ``neg`` ids), such as a contrastive loss over the batch's users and items.
+        The default is :meth:`extra_loss`; an encoder overriding this includes it itself."""
+        return self.extra_loss()
 
     def edge_weights(self) -> torch.Tensor | None:
         """How much the model weighs each edge of its graph (in the graph's edge order), when it
@@ -118,6 +124,31 @@ class AuxiliaryObjective(nn.Module, metaclass=ABCMeta):
         """The objective's unweighted loss on a batch."""
 
 
+@dataclass
+class PairVectors:
+    """A training batch's representations for a :class:`VectorLoss`: ``user [B, d]``, ``pos
+    [B, d]`` (each row's positive item) and ``neg [B, N, d]`` (its sampled negatives), with the
+    dense ids they belong to (``user_id [B]``, ``pos_id [B]``, ``neg_id [B, N]``)."""
+
+    user: torch.Tensor
+    pos: torch.Tensor
+    neg: torch.Tensor
+    user_id: torch.Tensor
+    pos_id: torch.Tensor
+    neg_id: torch.Tensor
+
+
+class VectorLoss(metaclass=ABCMeta):
+    """A ranking loss over the batch's user and item vectors rather than over their scores
+    (alignment and uniformity, a softmax whose negatives include the batch's other positives).
+    A ``loss`` factory returns one instead of a ``loss(pos, neg)`` callable; it then trains
+    models whose score is a dot product of such vectors (:attr:`Recommender.has_vectors`)."""
+
+    @abstractmethod
+    def __call__(self, vectors: PairVectors) -> torch.Tensor:
+        """The scalar loss of one batch."""
+
+
 class Recommender(nn.Module):
     """What the core's Lightning module trains: embeddings for everyone, scores for pairs.
 
@@ -129,12 +160,22 @@ class Recommender(nn.Module):
     def forward(self) -> Embeddings:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def score(self, emb: Embeddings, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """Scores of ``items`` for ``users``; ``items`` may have an extra trailing dimension."""
+    #: whether :meth:`score` is the dot product of the rows :meth:`vectors` returns; models that
+    #: score a pair jointly (a cross-encoder) set it to False, and vector losses refuse them
+    has_vectors: ClassVar[bool] = True
+
+    def vectors(self, emb: Embeddings, users: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rows of ``users`` and ``items`` (any shapes) in ``emb``, each with a trailing
+        vector dimension."""
         # index_select rather than advanced indexing: its backward is a plain index_add, several
         # times faster on CPUs than the sort-based accumulate of tensor[index].
         u = emb.user.index_select(0, users.reshape(-1)).view(*users.shape, -1)
         i = emb.item.index_select(0, items.reshape(-1)).view(*items.shape, -1)
+        return u, i
+
+    def score(self, emb: Embeddings, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Scores of ``items`` for ``users``; ``items`` may have an extra trailing dimension."""
+        u, i = self.vectors(emb, users, items)
         if i.dim() == u.dim() + 1:
             return (u.unsqueeze(-2) * i).sum(-1)
         return (u * i).sum(-1)
@@ -258,4 +299,4 @@ class EncoderRecommender(Recommender):
         return 0.5 * sum(r.pow(2).sum() for r in rows) / users.numel()
 
     def extra_loss(self, emb: Embeddings, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
-        return self.encoder.extra_loss()
+        return self.encoder.batch_loss(batch)

@@ -31,7 +31,8 @@ from kgflow.data.store import download_wheel, exclusive, extract_members, verify
 from kgflow.errors import ConfigError, ConfigIssue, DataError, KgflowError, NotSupportedError
 from kgflow.graph import INTERACT, INVERSE_SUFFIX, EdgeBlock, GraphBundle, GraphReport, assemble_graph
 from kgflow.models import (AuxiliaryObjective, Embeddings, EncoderRecommender, GraphEncoder,
-                           KgEmbeddings, Recommender, fold_in, typical_user_norm)
+                           KgEmbeddings, PairVectors, Recommender, VectorLoss, fold_in,
+                           typical_user_norm)
 from kgflow.registry import Component, ConfigCheck, NoParams, Params, hookimpl
 from kgflow.registry.component import DataPath
 from kgflow.training.distributed import is_distributed
@@ -94,7 +95,8 @@ class FusionContext:
 
 @dataclass
 class LossContext:
-    """For ``loss`` factories: return a callable ``loss(pos [B], neg [B, N]) -> scalar``."""
+    """For ``loss`` factories: return a callable ``loss(pos [B], neg [B, N]) -> scalar`` over
+    scores, or a :class:`VectorLoss` over the batch's user and item vectors."""
 
     negatives: int
 
@@ -120,7 +122,7 @@ __all__ = ["Component", "ConfigCheck", "NoParams", "Params", "hookimpl", "Datase
            "BuilderContext", "EncoderContext", "FusionContext", "LossContext", "MetricContext",
            "ObjectiveContext", "AuxiliaryObjective", "KgEmbeddings", "INTERACT", "INVERSE_SUFFIX",
            "RecData", "Split", "Interactions", "GraphBundle", "GraphReport", "GraphEncoder",
-           "Recommender", "Embeddings", "EncoderRecommender", "fold_in", "typical_user_norm",
+           "Recommender", "Embeddings", "PairVectors", "VectorLoss", "EncoderRecommender", "fold_in", "typical_user_norm",
            "ConfigIssue", "ConfigError", "DataError", "KgflowError", "NotSupportedError",
            "EdgeBlock", "assemble_graph", "prepare_kg", "load_atomic_dataset", "download_wheel",
            "exclusive", "extract_members", "verify_checksum", "TrainedRun", "in_sorted", "is_distributed", "DataPath"]

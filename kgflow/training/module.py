@@ -9,12 +9,14 @@ import torch
 
 from kgflow.config.schema import TrainConfig
 from kgflow.evaluation.ranking import EvalTask, MetricFn, RankingEvaluator
-from kgflow.models import AuxiliaryObjective, Embeddings, GraphEncoder, Recommender
+from kgflow.errors import NotSupportedError
+from kgflow.models import (AuxiliaryObjective, Embeddings, GraphEncoder, PairVectors, Recommender,
+                           VectorLoss)
 from kgflow.training.distributed import all_gather_rows, all_reduce_sum, rank_and_world
 from kgflow.training import rng
 from kgflow.training.optim import RowSparseAdam, use_sparse_lookups
 
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | VectorLoss
 
 
 class RecModule(L.LightningModule):
@@ -24,6 +26,10 @@ class RecModule(L.LightningModule):
                  tasks: dict[str, EvalTask], ks: list[int], metrics: dict[str, MetricFn],
                  objectives: list[AuxiliaryObjective] | None = None) -> None:
         super().__init__()
+        if isinstance(loss, VectorLoss) and not model.has_vectors:
+            raise NotSupportedError(f"the loss trains on user and item vectors, but {type(model).__name__} "
+                                    "scores each pair jointly (it has no such vectors): choose a "
+                                    "score-based loss such as bpr or softmax")
         self.model = model
         # Auxiliary objectives may own parameters (e.g. relation vectors): registering them here
         # puts those in the optimizer and in checkpoints.
@@ -58,9 +64,14 @@ class RecModule(L.LightningModule):
         # A sampled-subgraph batch's embeddings are rows of its subgraph: score by position there.
         at_user, at_pos, at_neg = (batch.get("user_at", users), batch.get("pos_at", pos),
                                    batch.get("neg_at", neg))
-        pos_scores = self.model.score(emb, at_user, at_pos)
-        neg_scores = self.model.score(emb, at_user, at_neg)
-        loss = self.loss_fn(pos_scores, neg_scores)
+        if isinstance(self.loss_fn, VectorLoss):
+            user_vec, pos_vec = self.model.vectors(emb, at_user, at_pos)
+            neg_vec = self.model.vectors(emb, at_user, at_neg)[1]
+            loss = self.loss_fn(PairVectors(user_vec, pos_vec, neg_vec, users, pos, neg))
+        else:
+            pos_scores = self.model.score(emb, at_user, at_pos)
+            neg_scores = self.model.score(emb, at_user, at_neg)
+            loss = self.loss_fn(pos_scores, neg_scores)
         if self.l2 > 0:
             loss = loss + self.l2 * self.model.regularization(users, pos, neg)
         extra = self.model.extra_loss(emb, batch)

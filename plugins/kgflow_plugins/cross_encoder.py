@@ -82,6 +82,8 @@ class PairTokens(nn.Module):
 class CrossEncoderRecommender(SavesLanguageModel, Recommender):
     """Scores pairs with a sequence classifier; ``forward()`` has nothing to share across pairs."""
 
+    has_vectors = False  # a pair's score comes from reading both texts together
+
     def __init__(self, text: TrainableText, tokens: PairTokens, params: LmOnlyParams, split,
                  seed: int) -> None:
         super().__init__()
