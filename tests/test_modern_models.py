@@ -51,6 +51,11 @@ def test_in_batch_softmax_by_hand_and_a_shared_positive_is_never_a_negative():
                     [[[0.0, 1.0]], [[1.0, 1.0]]], [7, 7])
     expected = (-(2 - math.log(math.exp(2) + 1)) - (1 - math.log(math.e + math.e))) / 2
     assert InBatchSoftmax(1.0)(same).item() == pytest.approx(expected)
+    # two rows of one user: each row's positive is the user's own, so not the other row's negative
+    one_user = _vectors([[1.0, 0.0], [0.0, 1.0]], [[2.0, 0.0], [0.0, 1.0]],
+                        [[[0.0, 1.0]], [[1.0, 1.0]]], [7, 8])
+    one_user.user_id = torch.tensor([4, 4])
+    assert InBatchSoftmax(1.0)(one_user).item() == pytest.approx(expected)
 
 
 def test_info_nce_by_hand():

@@ -32,8 +32,8 @@ def bce(params: NoParams, ctx: LossContext):
 class SoftmaxParams(Params):
     temperature: float = Field(1.0, gt=0, description="scores are divided by this before the softmax")
     in_batch: bool = Field(False, description="also use the batch's other positive items as negatives "
-                           "(B - 1 more per row for one B x B product; a row's own item is never its "
-                           "negative)")
+                           "(up to B - 1 more per row for one B x B product; never the row's own item "
+                           "or another positive of the same user in the batch)")
 
 
 class InBatchSoftmax(VectorLoss):
@@ -49,8 +49,10 @@ class InBatchSoftmax(VectorLoss):
         pos = (v.user * v.pos).sum(-1, keepdim=True)
         neg = (v.user.unsqueeze(1) * v.neg).sum(-1)
         others = v.user @ v.pos.T
-        # the diagonal (a row's own positive) and any other row with the same positive item
-        others = others.masked_fill(v.pos_id.unsqueeze(0) == v.pos_id.unsqueeze(1), float("-inf"))
+        # never a negative: a row's own positive, another row's identical item, and the positive of
+        # another row of the same user (the batch knows it is one of theirs)
+        known = (v.pos_id.unsqueeze(0) == v.pos_id.unsqueeze(1)) | (v.user_id.unsqueeze(0) == v.user_id.unsqueeze(1))
+        others = others.masked_fill(known, float("-inf"))
         logits = torch.cat([pos, neg, others], dim=1) / self.temperature
         return -F.log_softmax(logits, dim=1)[:, 0].mean()
 
