@@ -119,8 +119,9 @@ class Sampling(Strict):
     backend: Literal["auto", "torch", "pyg"] = Field(
         "auto", description="neighbor: who draws the neighbourhoods. torch: kgflow's vectorised "
         "pure-torch sampler (always available); pyg: torch-geometric's compiled sampler (needs pyg-lib "
-        "or torch-sparse); auto: pyg when one of those is installed, else torch. The two draw "
-        "differently, so the same seed gives other batches on machines with and without them")
+        "or torch-sparse); auto: pyg when pyg-lib is installed, else torch (torch-sparse alone samples "
+        "slower than torch on CPUs). The two draw differently: the same seed gives other batches "
+        "with and without pyg-lib")
 
     @field_validator("fanouts")
     @classmethod

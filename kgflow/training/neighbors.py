@@ -155,12 +155,13 @@ SamplerBackend = Literal["auto", "torch", "pyg"]
 def make_neighbor_sampler(edge_index: torch.Tensor, num_nodes: int, fanouts: list[int],
                           edge_id: torch.Tensor | None = None,
                           backend: SamplerBackend = "auto") -> NeighborSampler | PygNeighborSampler:
-    """The sampler ``backend`` names; ``auto``: PyG's when a compiled backend is installed and
-    there is at least one hop, otherwise kgflow's pure-torch one."""
+    """The sampler ``backend`` names. ``auto``: PyG's when pyg-lib is installed and there is at
+    least one hop, otherwise kgflow's pure-torch one. torch-sparse alone is used only when asked
+    for (``pyg``): on a CPU it samples slower than kgflow's sampler (docs/benchmarks.md, Scale)."""
     if backend == "pyg" and compiled_backend() is None:
         raise RuntimeError("train.sampling.backend pyg needs pyg-lib or torch-sparse installed; "
                            "use backend torch (or auto)")
-    if backend == "pyg" or (backend == "auto" and fanouts and compiled_backend() is not None):
+    if backend == "pyg" or (backend == "auto" and fanouts and compiled_backend() == "pyg-lib"):
         return PygNeighborSampler(edge_index, num_nodes, fanouts, edge_id)
     return NeighborSampler(edge_index, num_nodes, fanouts, edge_id)
 
