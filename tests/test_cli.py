@@ -216,6 +216,29 @@ def test_selection_prefers_the_later_checkpoint_on_ties():
     assert cb.best_epoch == 2 and trainer.should_stop
 
 
+def test_min_epochs_keeps_training_through_an_early_dip():
+    from types import SimpleNamespace
+
+    import torch
+
+    from kgflow.training.selection import BestCheckpoint
+
+    trainer = SimpleNamespace(sanity_checking=False, state=SimpleNamespace(fn="fit"), current_epoch=0,
+                              callback_metrics={}, should_stop=False, save_checkpoint=lambda path: None)
+    cb = BestCheckpoint("/tmp/unused-kgflow-test", "valid/ndcg@10", patience=2, min_epochs=5)
+    cb.path = SimpleNamespace(parent=SimpleNamespace(mkdir=lambda **k: None), is_file=lambda: True)
+    stopped_at = None
+    for epoch, value in enumerate([0.10, 0.05, 0.04, 0.06, 0.08, 0.09, 0.09, 0.09]):
+        trainer.current_epoch = epoch
+        trainer.callback_metrics = {"valid/ndcg@10": torch.tensor(value)}
+        cb.on_validation_end(trainer, None)
+        if trainer.should_stop:
+            stopped_at = epoch
+            break
+    # patience 2 alone would stop at epoch 2; min_epochs 5 lets it run to epoch 4 (the 5th)
+    assert stopped_at == 4 and cb.best_epoch == 0
+
+
 def test_trainer_settings_the_machine_cannot_honour(runner, write, tmp_path):
     from kgflow.cli import cli
     from conftest import TINY

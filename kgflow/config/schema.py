@@ -106,6 +106,9 @@ class EarlyStopping(Strict):
                                     "decimals (as RecBole does); null compares exact values")
     ties: Literal["later", "earlier"] = Field("later", description="which checkpoint wins when the "
                                               "score ties the best: later (RecBole's rule) or earlier")
+    min_epochs: int = Field(0, ge=0, description="never stop before this many epochs, whatever the "
+                            "patience (for models whose validation score dips before it rises, such as "
+                            "contrastive ones); the best epoch is still chosen among all of them")
 
 
 class Sampling(Strict):

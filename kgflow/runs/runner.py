@@ -369,7 +369,8 @@ def build_training(loaded: LoadedPipeline, split: Split, model: Recommender, run
     checkpoint = BestCheckpoint(run.checkpoints, f"valid/{stop.metric if stop else 'ndcg@10'}",
                                 patience=stop.patience if stop else None,
                                 decimals=stop.decimals if stop else None,
-                                ties_later=(stop.ties == "later") if stop else False)
+                                ties_later=(stop.ties == "later") if stop else False,
+                                min_epochs=stop.min_epochs if stop else 0)
     # last.ckpt after every evaluation (after BestCheckpoint has updated its state), so that an
     # interrupted run resumes from its latest epoch; Lightning's save_last alone writes nothing
     # when no other checkpoint is saved by the same callback.

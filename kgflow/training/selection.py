@@ -5,7 +5,9 @@ Scores are compared at ``decimals`` places and, by default, a tie counts as an i
 later checkpoint wins: on a validation plateau the model that trained longer is kept. This is the
 rule RecBole applies (4 decimals, ``>=``), so results on the same split are selected the same way.
 ``patience`` is the number of evaluations without improvement after which training stops; RecBole's
-``stopping_step`` s stops at the (s+1)-th, so it corresponds to ``patience: s+1``.
+``stopping_step`` s stops at the (s+1)-th, so it corresponds to ``patience: s+1``. ``min_epochs``
+keeps training at least that long whatever the patience: models whose validation score first falls
+(contrastive losses spread the embeddings before they align them) are not stopped in that dip.
 """
 from __future__ import annotations
 
@@ -21,9 +23,9 @@ class BestCheckpoint(L.Callback):
     ``ties_later``); sets ``trainer.should_stop`` after ``patience`` evaluations without one."""
 
     def __init__(self, dirpath: str | Path, monitor: str, patience: Optional[int],
-                 decimals: Optional[int] = 4, ties_later: bool = True) -> None:
+                 decimals: Optional[int] = 4, ties_later: bool = True, min_epochs: int = 0) -> None:
         self.path = Path(dirpath) / "best.ckpt"
-        self.monitor, self.patience = monitor, patience
+        self.monitor, self.patience, self.min_epochs = monitor, patience, min_epochs
         self.decimals, self.ties_later = decimals, ties_later
         self.best = -math.inf
         self.best_epoch: Optional[int] = None
@@ -54,7 +56,8 @@ class BestCheckpoint(L.Callback):
             trainer.save_checkpoint(self.path)
         else:
             self.wait += 1
-            if self.patience is not None and self.wait >= self.patience:
+            if (self.patience is not None and self.wait >= self.patience
+                    and trainer.current_epoch + 1 >= self.min_epochs):
                 trainer.should_stop = True
 
     def state_dict(self) -> dict[str, Any]:
