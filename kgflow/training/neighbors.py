@@ -19,6 +19,11 @@ from typing import Literal
 import torch
 
 
+def _check_fanouts(fanouts: list[int]) -> None:
+    if any(f == 0 or f < -1 for f in fanouts):
+        raise ValueError(f"fan-outs must be positive (or -1 for all neighbours), got {fanouts}")
+
+
 @dataclass
 class Subgraph:
     """A sampled neighbourhood: ``nodes`` (global ids, ascending), ``edge_index`` ([2, E], local
@@ -43,8 +48,7 @@ class NeighborSampler:
                  edge_id: torch.Tensor | None = None) -> None:
         """``edge_id``: each edge's position in the graph's edge list, when ``edge_index`` is a
         selection of the graph's edges (by default its position in ``edge_index``)."""
-        if any(f == 0 or f < -1 for f in fanouts):
-            raise ValueError(f"fan-outs must be positive (or -1 for all neighbours), got {fanouts}")
+        _check_fanouts(fanouts)
         dst = edge_index[1].long()
         order = torch.argsort(dst, stable=True)
         self.src = edge_index[0].long()[order]
@@ -117,8 +121,7 @@ class PygNeighborSampler:
         from torch_geometric.data import Data
         from torch_geometric.sampler import NeighborSampler as PygSampler
 
-        if any(f == 0 or f < -1 for f in fanouts):
-            raise ValueError(f"fan-outs must be positive (or -1 for all neighbours), got {fanouts}")
+        _check_fanouts(fanouts)
         if not fanouts:
             raise ValueError("the PyG sampler needs at least one hop; use backend torch for fanouts: []")
         self.fanouts = list(fanouts)

@@ -27,7 +27,7 @@ from pydantic import Field, model_validator
 
 from kgflow.plugin import (Component, EncoderContext, Embeddings, GraphBundle, NotSupportedError,
                            hookimpl)
-from kgflow_plugins.encoders import LightGCN, LightGCNParams, _SymmetricSpMM
+from kgflow_plugins.encoders import LightGCN, LightGCNParams, _SymmetricSpMM, user_item_graph
 
 
 class SimGCLParams(LightGCNParams):
@@ -77,18 +77,11 @@ class SimGCL(LightGCN):
             outputs.append(x)
         return outputs
 
-    def _embeddings(self, out: torch.Tensor) -> Embeddings:
-        return Embeddings(out[self.user_offset:self.user_offset + self.n_users],
-                          out[self.item_offset:self.item_offset + self.n_items])
-
-    def _input(self, user0: torch.Tensor, item0: torch.Tensor) -> torch.Tensor:
-        return torch.cat([user0, item0] + ([self.other.weight] if self.other is not None else []))
-
     def propagate(self, user0: torch.Tensor, item0: torch.Tensor) -> Embeddings:
-        x = self._input(user0, item0)
+        x = self.node_input(user0, item0)
         if self.training:
             self._last_input = x
-        return self._embeddings(torch.stack(self._layer_outputs(x, noisy=False)).mean(0))
+        return self.split_nodes(torch.stack(self._layer_outputs(x, noisy=False)).mean(0))
 
     def forward_sampled(self, nodes, edge_index, edge_id):
         raise NotSupportedError("simgcl trains on the full graph (its views perturb every node); "
@@ -121,13 +114,13 @@ class XSimGCL(SimGCL):
         self._views: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def propagate(self, user0: torch.Tensor, item0: torch.Tensor) -> Embeddings:
-        x = self._input(user0, item0)
+        x = self.node_input(user0, item0)
         if not self.training:
-            return self._embeddings(torch.stack(self._layer_outputs(x, noisy=False)).mean(0))
+            return self.split_nodes(torch.stack(self._layer_outputs(x, noisy=False)).mean(0))
         outputs = self._layer_outputs(x, noisy=True)
         final = torch.stack(outputs).mean(0)
         self._views = (final, outputs[self.params.cl_layer - 1])
-        return self._embeddings(final)
+        return self.split_nodes(final)
 
     def batch_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
         views, self._views = self._views, None
@@ -136,19 +129,12 @@ class XSimGCL(SimGCL):
         return self._contrast(*views, batch)
 
 
-def _check_graph(name: str, ctx: EncoderContext) -> GraphBundle:
-    graph = ctx.graph
-    if graph is None or graph.node_offsets.get("user") != 0 or "item" not in graph.node_offsets:
-        raise ValueError(f"{name} needs a graph with user and item nodes (users first), e.g. graph: user_item")
-    return graph
-
-
 def build_simgcl(params: SimGCLParams, ctx: EncoderContext) -> SimGCL:
-    return SimGCL(_check_graph("simgcl", ctx), params)
+    return SimGCL(user_item_graph("simgcl", ctx), params)
 
 
 def build_xsimgcl(params: XSimGCLParams, ctx: EncoderContext) -> XSimGCL:
-    return XSimGCL(_check_graph("xsimgcl", ctx), params)
+    return XSimGCL(user_item_graph("xsimgcl", ctx), params)
 
 
 @hookimpl

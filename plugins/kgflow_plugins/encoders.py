@@ -157,16 +157,22 @@ class LightGCN(GraphEncoder):
             total = total + x
         return total / (self.layers + 1)
 
+    def node_input(self, user0: torch.Tensor, item0: torch.Tensor) -> torch.Tensor:
+        """The layer-0 table of every node: the given users and items, then the other nodes."""
+        return torch.cat([user0, item0] + ([self.other.weight] if self.other is not None else []))
+
+    def split_nodes(self, out: torch.Tensor) -> Embeddings:
+        """The user and item rows of a table of every node."""
+        return Embeddings(out[self.user_offset:self.user_offset + self.n_users],
+                          out[self.item_offset:self.item_offset + self.n_items])
+
     def propagate(self, user0: torch.Tensor, item0: torch.Tensor) -> Embeddings:
-        parts = [user0, item0] + ([self.other.weight] if self.other is not None else [])
-        x = torch.cat(parts)
+        x = self.node_input(user0, item0)
         total = x
         for _ in range(self.layers):
             x = _SymmetricSpMM.apply(self.adj, x)
             total = total + x
-        out = total / (self.layers + 1)
-        return Embeddings(out[self.user_offset:self.user_offset + self.n_users],
-                          out[self.item_offset:self.item_offset + self.n_items])
+        return self.split_nodes(total / (self.layers + 1))
 
     def input_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.user.weight, self.item.weight
@@ -182,10 +188,16 @@ def build_mf(params: MFParams, ctx: EncoderContext) -> MF:
     return MF(ctx.split.n_users, ctx.split.n_items, params)
 
 
+def user_item_graph(name: str, ctx: EncoderContext) -> GraphBundle:
+    """The context's graph, if it has user and item nodes with users first (LightGCN's layout)."""
+    graph = ctx.graph
+    if graph is None or graph.node_offsets.get("user") != 0 or "item" not in graph.node_offsets:
+        raise ValueError(f"{name} needs a graph with user and item nodes (users first), e.g. graph: user_item")
+    return graph
+
+
 def build_lightgcn(params: LightGCNParams, ctx: EncoderContext) -> LightGCN:
-    if ctx.graph.node_offsets.get("user") != 0 or "item" not in ctx.graph.node_offsets:
-        raise ValueError("lightgcn needs a graph with user and item nodes (users first)")
-    return LightGCN(ctx.graph, params)
+    return LightGCN(user_item_graph("lightgcn", ctx), params)
 
 
 @hookimpl
