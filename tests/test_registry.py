@@ -42,6 +42,16 @@ def test_unknown_name_suggests_and_lists_packages():
         reg.get("encoder", "lightgnc")
 
 
+def test_a_name_like_no_installed_one_points_at_reinstalling_the_plugin():
+    # a plugin added to an editable install is invisible until its entry points are reinstalled
+    reg = build_registry()
+    with pytest.raises(PluginError, match=r"unknown encoder 'hypergraph-transformer'.*pip install -e.*kgflow plugins"):
+        reg.get("encoder", "hypergraph-transformer")
+    with pytest.raises(PluginError) as info:
+        reg.get("encoder", "lightgnc")
+    assert "pip install -e" not in str(info.value)  # a typo gets the suggestion only
+
+
 def test_duplicate_name_names_both_packages():
     dup = plugin_module("dup", [Component("encoder", "mf", dummy_factory, NoParams, "copycat")])
     dup.__kgflow_package__ = "kgflow-copycat"

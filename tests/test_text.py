@@ -120,7 +120,7 @@ def test_fusion_roles_are_checked(tiny_bert, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["movielens-content", "movielens-lm-feature", "movielens-coldstart",
-                                  "movielens-coldstart-id", "movielens-alpharec"])
+                                  "movielens-coldstart-id", "movielens-alpharec", "movielens-xsimgcl-lm"])
 def test_movielens_text_pipelines_with_minilm(invoke, tmp_path, name):
     from conftest import REPO
 

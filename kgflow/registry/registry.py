@@ -132,8 +132,12 @@ class Registry:
         if comp is None:
             hint = self.suggest(kind, name)
             did = f"did you mean {' or '.join(repr(h) for h in hint)}? " if hint else ""
+            stale = ("" if hint else
+                     " (plugins register through their package's entry points: a plugin added to a "
+                     "package installed with `pip install -e` appears only after reinstalling it; "
+                     "`kgflow plugins` lists what is installed)")
             raise PluginError(f"unknown {kind} {name!r}; {did}valid {kind}s: "
-                              f"{self.describe_choices(kind)}")
+                              f"{self.describe_choices(kind)}{stale}")
         return comp
 
 

@@ -1,0 +1,78 @@
+"""The equal-budget comparison with RecBole (benchmarks/tune_recbole.py): both systems must search
+the same values with the same study seed, or the comparison in docs/benchmarks.md is not fair."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import yaml
+
+optuna = pytest.importorskip("optuna")
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+# kgflow pipeline key -> RecBole config key, per pair of spaces
+PAIRS = {
+    "lightgcn": ("LightGCN", {"objective.l2": "reg_weight", "encoders.graph.params.layers": "n_layers"}),
+    "mf": ("BPR", {"train.lr": "learning_rate", "encoders.graph.params.dim": "embedding_size"}),
+}
+
+
+@pytest.fixture(scope="module")
+def tune_recbole():
+    spec = importlib.util.spec_from_file_location("tune_recbole", BENCHMARKS / "tune_recbole.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("space", sorted(PAIRS))
+def test_recbole_searches_the_same_values_in_the_same_order(tune_recbole, space):
+    from kgflow.tuning.space import ParamSpec
+
+    model, keys = PAIRS[space]
+    ours = yaml.safe_load((BENCHMARKS / "spaces" / f"{space}.yaml").read_text())
+    theirs = tune_recbole.load_space(model)
+    for field in ("metric", "trials", "sampler", "seed"):
+        assert theirs[field] == ours[field], field
+    assert list(theirs["params"]) == [keys[k] for k in ours["params"]]  # order decides the draws
+    for key, recbole_key in keys.items():
+        assert theirs["params"][recbole_key] == ParamSpec.model_validate(ours["params"][key])
+
+
+def test_the_same_study_seed_proposes_the_same_values_to_both(tune_recbole):
+    from kgflow.tuning.space import ParamSpec
+    from kgflow.tuning.study import suggest
+
+    model, keys = PAIRS["lightgcn"]
+    ours = yaml.safe_load((BENCHMARKS / "spaces" / "lightgcn.yaml").read_text())
+    theirs = tune_recbole.load_space(model)
+
+    def proposals(params: dict, names: list[str]) -> list[list]:
+        study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=ours["seed"]), direction="maximize")
+        seen = []
+
+        def objective(trial):
+            values = [suggest(trial, name, params[name]) for name in names]
+            seen.append(values)
+            return float(len(seen) % 3)  # any values: the proposals must not depend on the names
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study.optimize(objective, n_trials=ours["trials"])
+        return seen
+
+    kgflow_params = {k: ParamSpec.model_validate(v) for k, v in ours["params"].items()}
+    assert proposals(kgflow_params, list(kgflow_params)) == proposals(theirs["params"], list(theirs["params"]))
+
+
+def test_the_reference_tool_copy_takes_the_seed_and_overrides(tune_recbole, tmp_path):
+    tool = tmp_path / "run_recbole.py"
+    tool.write_text('x = {\n    "seed": 2020,\n}\nconfig = Config(config_dict=protocol(args.model, args.epochs, '
+                    'ckpt_dir, args.stopping_step, args.split_dir))\n')
+    copy = Path(tune_recbole.configurable_copy(str(tool), tmp_path))
+    text = copy.read_text()
+    assert 'int(os.environ.get("RB_SEED", "2020"))' in text
+    assert 'json.loads(os.environ.get("RB_CONFIG", "{}"))' in text
+    tool.write_text("a tool that changed\n")
+    with pytest.raises(SystemExit, match="reference tool changed"):
+        tune_recbole.configurable_copy(str(tool), tmp_path)
