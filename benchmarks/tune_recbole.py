@@ -60,7 +60,9 @@ def configurable_copy(tool: str, work: Path) -> str:
             raise SystemExit(f"{tool}: expected {old!r} once; the reference tool changed")
         text = text.replace(old, new)
     copy = work / "run_recbole_configurable.py"
-    copy.write_text(text)
+    partial = copy.with_suffix(f".{os.getpid()}.tmp")  # studies of other seeds may be starting it
+    partial.write_text(text)
+    os.replace(partial, copy)
     return str(copy)
 
 
@@ -155,7 +157,8 @@ def table(args: argparse.Namespace) -> None:
     print()
     by_model: dict[str, dict[int, float]] = {}
     for (model, seed), s in found.items():
-        by_model.setdefault(model, {})[seed] = s["test"]["ndcg@10"]
+        if len(s["trials"]) >= args.min_trials:  # a study still running is not compared yet
+            by_model.setdefault(model, {})[seed] = s["test"]["ndcg@10"]
     print("| model | splits | mean test NDCG@10 |")
     print("|---|---|---|")
     for model, seeds in sorted(by_model.items()):
@@ -186,6 +189,8 @@ def main() -> None:
     ap.add_argument("--run-recbole")
     ap.add_argument("--kgflow-tune", type=Path, nargs="*", default=[],
                     help="folders holding kgflow tune studies named <pipeline>-<seed>")
+    ap.add_argument("--min-trials", type=int, default=4,
+                    help="studies with fewer finished trials are listed but left out of the means")
     ap.add_argument("--against", help="a model of the table to pair every other with, e.g. 'RecBole LightGCN'")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
