@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_recbole import PATIENCE, EPOCHS, recbole_stopping_step, split_dir  # noqa: E402
 
 from kgflow.tuning.space import ParamSpec  # noqa: E402
-from kgflow.tuning.study import suggest  # noqa: E402
+from kgflow.tuning.study import fail_stale_trials, suggest  # noqa: E402
 
 SPACES = Path(__file__).resolve().parent / "spaces"
 
@@ -79,8 +79,7 @@ def run(args: argparse.Namespace) -> None:
         study = optuna.create_study(study_name="recbole", storage=f"sqlite:///{out / 'study.db'}",
                                     sampler=optuna.samplers.TPESampler(seed=space["seed"]),
                                     direction="maximize", load_if_exists=True)
-        for stale in study.get_trials(deepcopy=False, states=(states.RUNNING,)):
-            study._storage.set_trial_state_values(stale._trial_id, state=states.FAIL)
+        fail_stale_trials(study)
 
         def objective(trial: optuna.Trial) -> float:
             values = {k: suggest(trial, k, spec) for k, spec in space["params"].items()}

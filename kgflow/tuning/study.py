@@ -129,9 +129,8 @@ def _study(optuna: Any, loaded: Any, space: Space, out: Path, pipeline: str | Pa
         raise KgflowError(f"{out} holds a study of another pipeline or search space; give --out "
                           "another folder (or delete that one to start over)")
     states = optuna.trial.TrialState
-    if not worker:  # trials left running by a killed study: they will not finish
-        for stale in study.get_trials(deepcopy=False, states=(states.RUNNING,)):
-            study._storage.set_trial_state_values(stale._trial_id, state=states.FAIL)
+    if not worker:
+        fail_stale_trials(study)
 
     def objective(trial: Any) -> float:
         values = {key: suggest(trial, key, spec) for key, spec in cfg.params.items()}
@@ -172,6 +171,14 @@ def _study(optuna: Any, loaded: Any, space: Space, out: Path, pipeline: str | Pa
     if worker:
         return {}
     return summarize(study, out, cfg.metric, echo)
+
+
+def fail_stale_trials(study: Any) -> None:
+    """Mark the trials a killed study left running as failed: they will never finish, and a
+    continued study must run others in their place."""
+    states = _optuna().trial.TrialState
+    for stale in study.get_trials(deepcopy=False, states=(states.RUNNING,)):
+        study._storage.set_trial_state_values(stale._trial_id, state=states.FAIL)
 
 
 def summarize(study: Any, out: Path, metric: str, echo: Callable[[str], Any]) -> dict[str, Any]:
