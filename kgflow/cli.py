@@ -197,14 +197,14 @@ def plugins(as_json: bool) -> None:
               help="The study's folder (default: runs/<pipeline name>-tune); running again continues it.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Processes running trials at once (they share the study).")
-@click.option("--worker", is_flag=True, hidden=True)
+@click.option("--worker-index", type=click.IntRange(min=0), default=0, hidden=True)
 def tune(pipeline: str, space: str, overrides: tuple[str, ...], out: str | None, workers: int,
-         worker: bool) -> None:
+         worker_index: int) -> None:
     """Search hyperparameters of PIPELINE with Optuna; every trial is a run directory, the best
     pipeline is written as OUT/best.yaml (see docs/tuning.md)."""
     from kgflow.tuning.study import tune as run_study
 
-    run_study(pipeline, space, out, overrides, workers=workers, worker=worker)
+    run_study(pipeline, space, out, overrides, workers=workers, worker_index=worker_index)
 
 
 @cli.command()

@@ -80,6 +80,32 @@ def test_a_killed_studys_running_trial_is_failed_and_the_study_completes(invoke,
     assert states == ["complete", "complete", "fail", "complete"]
 
 
+def test_a_second_worker_proposes_other_values_than_the_first(invoke, tiny_pipeline, write, tmp_path):
+    # what two workers starting together do, in turn: each loads the study with a fresh sampler;
+    # seeded alike, the second would repeat the first's proposal
+    out = tmp_path / "study"
+    space = SPACE.replace("sampler: tpe", "sampler: random")
+    _tune(invoke, tiny_pipeline, write("space.yaml", space.format(trials=1)), out, "--worker-index", "1")
+    _tune(invoke, tiny_pipeline, write("space.yaml", space.format(trials=2)), out)
+    first, second = _rows(out)
+    assert first["state"] == second["state"] == "complete" and first["train.lr"] != second["train.lr"]
+
+
+def test_parallel_workers_complete_the_study(invoke, tiny_pipeline, write, tmp_path):
+    out = tmp_path / "study"
+    output = _tune(invoke, tiny_pipeline, write("space.yaml", SPACE.format(trials=4)), out, "--workers", "2")
+    done = [r for r in _rows(out) if r["state"] == "complete"]
+    assert len(done) >= 4 and "best trial" in output
+
+
+def test_the_first_worker_keeps_the_study_seed_and_the_others_get_their_own():
+    from kgflow.tuning.study import worker_seed
+
+    assert worker_seed(3, 0) == 3
+    seeds = {worker_seed(3, k) for k in range(8)}
+    assert len(seeds) == 8 and worker_seed(3, 1) == worker_seed(3, 1) != worker_seed(4, 1)
+
+
 def test_a_folder_of_another_study_is_refused(invoke, tiny_pipeline, write, tmp_path):
     out = tmp_path / "study"
     _tune(invoke, tiny_pipeline, write("space.yaml", SPACE.format(trials=1)), out)

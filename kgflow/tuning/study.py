@@ -68,14 +68,26 @@ def suggest(trial: Any, key: str, spec: ParamSpec) -> Any:
     return trial.suggest_float(key, spec.float_[0], spec.float_[1], step=spec.step, log=spec.log)
 
 
-def _sampler(space: Space):
+def worker_seed(seed: int, worker_index: int) -> int:
+    """The sampler seed of one worker process. Samplers seeded alike propose alike: parallel
+    workers sharing the study's seed would run the same trials. The first process keeps the
+    study's seed, so a one-worker study proposes what it always did."""
+    if worker_index == 0:
+        return seed
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, worker_index]).generate_state(1)[0])
+
+
+def _sampler(space: Space, worker_index: int = 0):
     optuna = _optuna()
     cfg = space.config
+    seed = worker_seed(cfg.seed, worker_index)
     if cfg.sampler == "grid":
-        return optuna.samplers.GridSampler({k: s.grid() for k, s in cfg.params.items()}, seed=cfg.seed)
+        return optuna.samplers.GridSampler({k: s.grid() for k, s in cfg.params.items()}, seed=seed)
     if cfg.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=cfg.seed)
-    return optuna.samplers.TPESampler(seed=cfg.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
 
 
 def _pruner(space: Space):
@@ -95,9 +107,10 @@ def _identity(pipeline_text: str, space: Space) -> str:
 
 
 def tune(pipeline: str | Path, space_file: str | Path, out: str | Path | None = None,
-         overrides: tuple[str, ...] = (), workers: int = 1, worker: bool = False,
+         overrides: tuple[str, ...] = (), workers: int = 1, worker_index: int = 0,
          echo: Callable[[str], Any] | None = None) -> dict[str, Any]:
-    """Run (or continue) the study; returns the best trial's summary (see module doc)."""
+    """Run (or continue) the study; returns the best trial's summary (see module doc).
+    ``worker_index`` > 0 marks a worker process started by the first one (``--workers``)."""
     echo = echo or log.info
     optuna = _optuna()
     loaded = load_pipeline(pipeline, overrides)
@@ -108,19 +121,22 @@ def tune(pipeline: str | Path, space_file: str | Path, out: str | Path | None = 
     level = optuna_logger.level
     optuna_logger.setLevel(logging.WARNING)  # kgflow reports each trial itself; restored below
     try:
-        return _study(optuna, loaded, space, out, pipeline, space_file, overrides, workers, worker, echo)
+        return _study(optuna, loaded, space, out, pipeline, space_file, overrides, workers, worker_index,
+                      echo)
     finally:
         optuna_logger.setLevel(level)
 
 
 def _study(optuna: Any, loaded: Any, space: Space, out: Path, pipeline: str | Path, space_file: str | Path,
-           overrides: tuple[str, ...], workers: int, worker: bool, echo: Callable[[str], Any]) -> dict[str, Any]:
+           overrides: tuple[str, ...], workers: int, worker_index: int,
+           echo: Callable[[str], Any]) -> dict[str, Any]:
     from kgflow.runs.runner import pipeline_body, run_pipeline
 
     cfg = space.config
+    worker = worker_index > 0
     identity = _identity(pipeline_body(loaded), space)
     study = optuna.create_study(study_name=STUDY, storage=f"sqlite:///{out / 'study.db'}",
-                                sampler=_sampler(space), pruner=_pruner(space), direction="maximize",
+                                sampler=_sampler(space, worker_index), pruner=_pruner(space), direction="maximize",
                                 load_if_exists=True)
     known = study.user_attrs.get("identity")
     if known is None:
@@ -155,8 +171,8 @@ def _study(optuna: Any, loaded: Any, space: Space, out: Path, pipeline: str | Pa
     if workers > 1 and not worker:
         env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // workers))}
         command = [sys.executable, "-m", "kgflow", "tune", str(pipeline), "--space", str(space_file),
-                   "--out", str(out), "--worker", *[part for o in overrides for part in ("--set", o)]]
-        children = [subprocess.Popen(command, env=env) for _ in range(workers - 1)]
+                   "--out", str(out), *[part for o in overrides for part in ("--set", o)]]
+        children = [subprocess.Popen([*command, "--worker-index", str(k)], env=env) for k in range(1, workers)]
     try:
         remaining = cfg.trials - finished()
         if remaining > 0:
