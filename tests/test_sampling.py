@@ -45,7 +45,7 @@ def test_sampler_is_reproducible_and_one_hop_stops_at_one_hop():
         NeighborSampler(edge_index, n, [0])
 
 
-@pytest.mark.parametrize("encoder", ["lightgcn", "gcn", "sage", "kgat", "kgin"])
+@pytest.mark.parametrize("encoder", ["lightgcn", "simgcl", "xsimgcl", "gcn", "sage", "kgat", "kgin"])
 def test_whole_neighbourhood_equals_full_graph_propagation(encoder):
     """With every neighbour kept (fan-out -1) and every node a seed, the sampled computation is
     the encoder's full-graph forward pass (LightGCN's reweighting included)."""
@@ -77,7 +77,7 @@ def test_whole_neighbourhood_equals_full_graph_propagation(encoder):
     torch.testing.assert_close(out[graph.n_users:], full.item, atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("encoder", ["lightgcn", "gcn", "sage", "gat", "kgat", "kgin"])
+@pytest.mark.parametrize("encoder", ["lightgcn", "xsimgcl", "gcn", "sage", "gat", "kgat", "kgin"])
 def test_sampled_training_runs_end_to_end(invoke, write, tmp_path, encoder):
     pipeline = write("sampled.yaml", f"""
         kgflow: 1

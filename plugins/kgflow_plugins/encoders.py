@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import ClassVar, Literal
+from typing import Callable, ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -141,19 +141,24 @@ class LightGCN(GraphEncoder):
             tables.append((self.n_users + self.n_items, self.other.num_embeddings, self.other))
         return _lookup_rows(nodes, tables)
 
-    def forward_sampled(self, nodes: torch.Tensor, edge_index: torch.Tensor,
-                        edge_id: torch.Tensor) -> torch.Tensor:
-        """LightGCN on a sampled subgraph. An edge keeps its full-graph weight
-        ``1/sqrt(d_u d_v)``, scaled by ``d_v / sampled_v`` (the receiver's degree over its sampled
-        edges), so each aggregate is an unbiased estimate of the full-graph one."""
+    def sampled_step(self, nodes: torch.Tensor, edge_index: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """One propagation layer on a sampled subgraph (local ids, row 0 sends). An edge keeps its
+        full-graph weight ``1/sqrt(d_u d_v)``, scaled by ``d_v / sampled_v`` (the receiver's degree
+        over its sampled edges), so each aggregate is an unbiased estimate of the full-graph one."""
         src, dst = edge_index[0], edge_index[1]
         degree = self.degree.index_select(0, nodes)
         sampled = torch.bincount(dst, minlength=len(nodes)).float().clamp(min=1)
-        weight = (degree[src] * degree[dst]).rsqrt() * (degree[dst] / sampled[dst])
+        weight = ((degree[src] * degree[dst]).rsqrt() * (degree[dst] / sampled[dst])).unsqueeze(1)
+        return lambda x: torch.zeros_like(x).index_add(0, dst, x.index_select(0, src) * weight)
+
+    def forward_sampled(self, nodes: torch.Tensor, edge_index: torch.Tensor,
+                        edge_id: torch.Tensor) -> torch.Tensor:
+        """LightGCN on a sampled subgraph (see :meth:`sampled_step`)."""
+        step = self.sampled_step(nodes, edge_index)
         x = self._rows(nodes)
         total = x
         for _ in range(self.layers):
-            x = torch.zeros_like(x).index_add(0, dst, x.index_select(0, src) * weight.unsqueeze(1))
+            x = step(x)
             total = total + x
         return total / (self.layers + 1)
 
