@@ -76,3 +76,15 @@ def test_the_reference_tool_copy_takes_the_seed_and_overrides(tune_recbole, tmp_
     tool.write_text("a tool that changed\n")
     with pytest.raises(SystemExit, match="reference tool changed"):
         tune_recbole.configurable_copy(str(tool), tmp_path)
+
+
+@pytest.mark.parametrize("space", sorted(p.stem for p in (BENCHMARKS / "spaces").glob("*.yaml")
+                                         if not p.stem.startswith("recbole-")))
+def test_every_kgflow_space_fits_the_pipeline_it_tunes(space):
+    """The benchmark's spaces name keys of the shipped pipelines; a renamed key must fail here,
+    not in the middle of a study."""
+    from kgflow.config import load_pipeline
+    from kgflow.tuning.space import load_space
+
+    pipeline = load_pipeline(BENCHMARKS.parent / "pipelines" / f"movielens-{space}.yaml")
+    assert load_space(BENCHMARKS / "spaces" / f"{space}.yaml", pipeline).config.params
