@@ -2,9 +2,9 @@
 """RecBole 1.2.1 tuned with the same trial budget as ``kgflow tune``, on kgflow's exported splits.
 
 The issue-15 bar compares kgflow's best pipeline with the best *tuned* RecBole model, so RecBole's
-BPR and LightGCN get what kgflow's models get: an Optuna study with the same sampler, study seed,
-trial count and values (``benchmarks/spaces/recbole-*.yaml`` name RecBole's config keys for the
-values of ``benchmarks/spaces/{mf,lightgcn}.yaml``), selection by validation NDCG@10 alone, and the
+BPR, LightGCN and EASE get what kgflow's models get: an Optuna study with the same sampler, study
+seed, trial count and values (``benchmarks/spaces/recbole-*.yaml`` name RecBole's config keys for
+the values of ``benchmarks/spaces/{mf,lightgcn,ease}.yaml``), selection by validation NDCG@10 alone, and the
 test figures of the chosen trial only. Every trial is one ``run_recbole.py`` run on the split that
 ``kgflow data split --export`` wrote, with the protocol's patience and epoch cap.
 
@@ -181,7 +181,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("what", choices=["run", "table"])
     ap.add_argument("--work", type=Path, required=True)
-    ap.add_argument("--model", choices=["BPR", "LightGCN"])
+    ap.add_argument("--model", choices=["BPR", "LightGCN", "EASE"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[2020, 2021, 2022])
     ap.add_argument("--peers", type=Path, default=Path(os.environ.get("PEERS", "peers")))
     ap.add_argument("--recbole-python")

@@ -15,6 +15,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 PAIRS = {
     "lightgcn": ("LightGCN", {"objective.l2": "reg_weight", "encoders.graph.params.layers": "n_layers"}),
     "mf": ("BPR", {"train.lr": "learning_rate", "encoders.graph.params.dim": "embedding_size"}),
+    "ease": ("EASE", {"encoders.graph.params.l2": "reg_weight"}),
 }
 
 

@@ -188,6 +188,17 @@ def test_modern_movielens_pipelines_run_at_small_epochs(invoke, tmp_path, name):
 
 
 @pytest.mark.slow
+def test_movielens_ease_gives_recboles_ease_figure_on_the_same_split(invoke, tmp_path):
+    """No training, so the figure is exact: RecBole 1.2.1's EASE (reg_weight 250) on kgflow's
+    exported split 2020 scored test NDCG@10 0.2423 (docs/benchmarks.md)."""
+    result = invoke("run", str(REPO / "pipelines" / "movielens-ease.yaml"), "--out", str(tmp_path / "ease"),
+                    "--no-progress")
+    assert result.exit_code == 0, result.output
+    reported = assert_reported_metrics_reproduce(tmp_path / "ease")
+    assert reported["ndcg@10"] == pytest.approx(0.2423, abs=6e-5)
+
+
+@pytest.mark.slow
 def test_movielens_data_info(invoke):
     result = invoke("data", "info", "movielens-100k")
     assert result.exit_code == 0
