@@ -3,6 +3,7 @@
 cleanly, resumable."""
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -88,7 +89,10 @@ def test_a_killed_run_resumes_to_the_metrics_of_an_uninterrupted_one(tmp_path, c
     losses = {name: _epoch_losses(path) for name, path in (("whole", whole), ("resumed", resumed))}
     after = [e for e in losses["resumed"] if e >= 2]
     assert after, losses
-    for epoch in after:
+    # and the training log keeps the epochs from before the interruption, each once
+    assert sorted(losses["resumed"]) == sorted(losses["whole"])
+    assert not (resumed / "logs" / "earlier.csv").exists()
+    for epoch in losses["whole"]:
         assert losses["resumed"][epoch] == pytest.approx(losses["whole"][epoch], abs=1e-6), (epoch, losses)
     last = [torch.load(p / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"] for p in (whole, resumed)]
     for key, value in last[0].items():
@@ -118,3 +122,25 @@ def test_sigint_and_sigterm_stop_cleanly_and_resumably(tmp_path, how):
     assert "--resume" in status.get("error", "") or "--resume" in status.get("hint", "")
     _finish(_kgflow(*args, "--resume"))
     assert json.loads((out / "run.json").read_text())["state"] == "finished"
+
+
+def test_the_training_log_survives_resumes_and_a_repeated_epoch_is_kept_once(tmp_path):
+    from kgflow.runs.history import keep_before_resume, restore_after_resume
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "metrics.csv").write_text("epoch,step,train/loss\n0,10,0.9\n1,20,0.8\n2,25,0.75\n")
+    keep_before_resume(logs)  # interrupted in epoch 2; its checkpoint is epoch 1's
+    assert not (logs / "metrics.csv").exists()
+    (logs / "metrics.csv").write_text("epoch,step,train/loss,valid/ndcg@10\n2,30,0.7,\n3,40,0.6,0.2\n")
+    keep_before_resume(logs)  # interrupted again after epoch 3
+    (logs / "metrics.csv").write_text("epoch,step,train/loss,valid/ndcg@10\n4,50,0.5,0.3\n")
+    restore_after_resume(logs)
+    with (logs / "metrics.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["epoch"], r["train/loss"]) for r in rows] == [("0", "0.9"), ("1", "0.8"), ("2", "0.7"),
+                                                          ("3", "0.6"), ("4", "0.5")]
+    assert rows[0]["valid/ndcg@10"] == "" and rows[3]["valid/ndcg@10"] == "0.2"
+    assert not (logs / "earlier.csv").exists()
+    restore_after_resume(logs)  # nothing kept: a run that never resumed is left alone
+    assert (logs / "metrics.csv").read_text().count("\n") == 6

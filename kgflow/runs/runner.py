@@ -27,6 +27,7 @@ from kgflow.runs import environment
 from kgflow.runs.assembly import (Prepared, build_graph, build_recommender, count_parameters,  # noqa: F401
                                   load_data, prepare)
 from kgflow.runs.checkpoint import read_checkpoint
+from kgflow.runs.history import keep_before_resume, restore_after_resume
 from kgflow.runs.interrupt import RunInterrupted, StopOnSignal, resume_hint
 from kgflow.runs.rundir import RunDir, atomic_write_json, atomic_write_text
 from kgflow.runs.snapshot import save_snapshot
@@ -211,6 +212,8 @@ def _run_pipeline(loaded: LoadedPipeline, out: str | Path | None, *, overwrite: 
         ckpt = str(run.checkpoints / "last.ckpt") if resume else None
         if ckpt:
             read_checkpoint(ckpt)  # data only: refuse a crafted or damaged file before Lightning reads it
+        if writer and resume:
+            keep_before_resume(run.path / "logs")  # Lightning's CSV logger would delete them
         t_fit = time.perf_counter()
         stopper.armed = True  # from here a signal stops the run at the end of a batch
         parameters = count_parameters(model)
@@ -263,6 +266,7 @@ def _run_pipeline(loaded: LoadedPipeline, out: str | Path | None, *, overwrite: 
             atomic_write_json(run.path / "metrics.json", result)
             write_per_user(run.path / "test_per_user.csv", module.test_per_user, split)
             atomic_write_text(run.path / "report.md", render_report(loaded, result, graph))
+            restore_after_resume(run.path / "logs")
             run.finish()
         return result
     except BaseException as exc:
