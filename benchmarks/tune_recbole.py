@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_recbole import PATIENCE, EPOCHS, recbole_stopping_step, split_dir  # noqa: E402
 
 from kgflow.tuning.space import ParamSpec  # noqa: E402
-from kgflow.tuning.study import fail_stale_trials, suggest  # noqa: E402
+from kgflow.tuning.study import fail_stale_trials, sampler_seed, suggest  # noqa: E402
 
 SPACES = Path(__file__).resolve().parent / "spaces"
 
@@ -79,6 +79,8 @@ def run(args: argparse.Namespace) -> None:
         study = optuna.create_study(study_name="recbole", storage=f"sqlite:///{out / 'study.db'}",
                                     sampler=optuna.samplers.TPESampler(seed=space["seed"]),
                                     direction="maximize", load_if_exists=True)
+        # as kgflow tune: a continued study samples with a seed of its own, not the first trials again
+        study.sampler = optuna.samplers.TPESampler(seed=sampler_seed(space["seed"], 0, len(study.trials)))
         fail_stale_trials(study)
 
         def objective(trial: optuna.Trial) -> float:

@@ -98,12 +98,21 @@ def test_parallel_workers_complete_the_study(invoke, tiny_pipeline, write, tmp_p
     assert len(done) >= 4 and "best trial" in output
 
 
-def test_the_first_worker_keeps_the_study_seed_and_the_others_get_their_own():
-    from kgflow.tuning.study import worker_seed
+def test_a_continued_study_does_not_repeat_its_first_trials(invoke, tiny_pipeline, write, tmp_path):
+    out = tmp_path / "study"
+    space = SPACE.replace("sampler: tpe", "sampler: random")
+    _tune(invoke, tiny_pipeline, write("space.yaml", space.format(trials=1)), out)
+    _tune(invoke, tiny_pipeline, write("space.yaml", space.format(trials=2)), out)
+    first, second = _rows(out)
+    assert first["train.lr"] != second["train.lr"]
 
-    assert worker_seed(3, 0) == 3
-    seeds = {worker_seed(3, k) for k in range(8)}
-    assert len(seeds) == 8 and worker_seed(3, 1) == worker_seed(3, 1) != worker_seed(4, 1)
+
+def test_only_a_fresh_studys_first_process_keeps_the_study_seed():
+    from kgflow.tuning.study import sampler_seed
+
+    assert sampler_seed(3) == 3
+    seeds = {sampler_seed(3, k, n) for k in range(4) for n in range(4)}
+    assert len(seeds) == 16 and sampler_seed(3, 1) == sampler_seed(3, 1) != sampler_seed(4, 1)
 
 
 def test_a_folder_of_another_study_is_refused(invoke, tiny_pipeline, write, tmp_path):

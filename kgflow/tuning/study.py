@@ -3,8 +3,8 @@
 Trials are chosen by their validation metric only (the best epoch's, as the run selects it); the
 test figures of the chosen trial are reported alone, after the search. The study lives in SQLite
 (``OUT/study.db``): running the same command again continues it up to ``trials``, and several
-worker processes can share it (``--workers``). With one worker and the same ``seed`` the same
-trials are proposed, so the same best trial comes out.
+worker processes can share it (``--workers``). With one worker, run without interruption, and the
+same ``seed`` the same trials are proposed, so the same best trial comes out.
 """
 from __future__ import annotations
 
@@ -68,21 +68,22 @@ def suggest(trial: Any, key: str, spec: ParamSpec) -> Any:
     return trial.suggest_float(key, spec.float_[0], spec.float_[1], step=spec.step, log=spec.log)
 
 
-def worker_seed(seed: int, worker_index: int) -> int:
-    """The sampler seed of one worker process. Samplers seeded alike propose alike: parallel
-    workers sharing the study's seed would run the same trials. The first process keeps the
-    study's seed, so a one-worker study proposes what it always did."""
-    if worker_index == 0:
+def sampler_seed(seed: int, worker_index: int = 0, trials_before: int = 0) -> int:
+    """The seed of one process's sampler. A sampler's proposals follow from its seed alone, so
+    a process seeded like another proposes the same values: parallel workers would run the same
+    trials at once, and a continued (or resumed) study would repeat its first trials. Every worker
+    and every continuation therefore derives its own seed; a fresh study's first process keeps
+    the study's seed, so an uninterrupted one-worker study proposes what it always did."""
+    if worker_index == 0 and trials_before == 0:
         return seed
     import numpy as np
 
-    return int(np.random.SeedSequence([seed, worker_index]).generate_state(1)[0])
+    return int(np.random.SeedSequence([seed, worker_index, trials_before]).generate_state(1)[0])
 
 
-def _sampler(space: Space, worker_index: int = 0):
+def _sampler(space: Space, seed: int):
     optuna = _optuna()
     cfg = space.config
-    seed = worker_seed(cfg.seed, worker_index)
     if cfg.sampler == "grid":
         return optuna.samplers.GridSampler({k: s.grid() for k, s in cfg.params.items()}, seed=seed)
     if cfg.sampler == "random":
@@ -136,8 +137,9 @@ def _study(optuna: Any, loaded: Any, space: Space, out: Path, pipeline: str | Pa
     worker = worker_index > 0
     identity = _identity(pipeline_body(loaded), space)
     study = optuna.create_study(study_name=STUDY, storage=f"sqlite:///{out / 'study.db'}",
-                                sampler=_sampler(space, worker_index), pruner=_pruner(space), direction="maximize",
+                                sampler=_sampler(space, cfg.seed), pruner=_pruner(space), direction="maximize",
                                 load_if_exists=True)
+    study.sampler = _sampler(space, sampler_seed(cfg.seed, worker_index, len(study.trials)))
     known = study.user_attrs.get("identity")
     if known is None:
         study.set_user_attr("identity", identity)
