@@ -214,6 +214,10 @@ def _run_pipeline(loaded: LoadedPipeline, out: str | Path | None, *, overwrite: 
             read_checkpoint(ckpt)  # data only: refuse a crafted or damaged file before Lightning reads it
         if writer and resume:
             keep_before_resume(run.path / "logs")  # Lightning's CSV logger would delete them
+            # so its notice that they will be deleted, and that the checkpoint folder is not
+            # empty, are wrong or expected here: a resumed run reopens both on purpose
+            warnings.filterwarnings(
+                "ignore", message=r"(?s).*(Experiment logs|Checkpoint) directory .* exists and is not empty")
         t_fit = time.perf_counter()
         stopper.armed = True  # from here a signal stops the run at the end of a batch
         parameters = count_parameters(model)
