@@ -43,20 +43,23 @@ def _run(invoke, write, tmp_path: Path, name: str, encoder: str, seed: int = 3) 
 def test_end_weights_reproduce_each_run_and_validation_chooses(blend, invoke, write, tmp_path):
     ease = _run(invoke, write, tmp_path, "ease", "{name: ease, params: {l2: 5.0}}")
     mf = _run(invoke, write, tmp_path, "mf", "{name: mf, params: {dim: 8}}")
-    res = blend.blend_pair(ease, mf, [0.0, 0.25, 0.5, 0.75, 1.0])
-    for run, weight in ((ease, 1.0), (mf, 0.0)):
+    lightgcn = _run(invoke, write, tmp_path, "lightgcn", "{name: lightgcn, params: {dim: 8, layers: 2}}")
+    weights = blend.simplex(3, 4)
+    assert len(weights) == 15 and all(sum(w) == pytest.approx(1.0) for w in weights)
+    res = blend.blend_runs([ease, mf, lightgcn], weights)
+    for run, weight in ((ease, (1.0, 0.0, 0.0)), (mf, (0.0, 1.0, 0.0)), (lightgcn, (0.0, 0.0, 1.0))):
         reported = json.loads((run / "metrics.json").read_text())
         for stage in ("valid", "test"):
             for key in ("ndcg@10", "recall@20"):
                 assert res["weights"][weight][stage][key] == pytest.approx(reported[stage]["all"][key], abs=1e-5)
     valid = {w: r["valid"]["ndcg@10"] for w, r in res["weights"].items()}
     assert valid[res["chosen"]] == max(valid.values())
-    # the two models rank differently, so the mixes are not all one of the two ends
-    assert len({round(r["test"]["ndcg@10"], 6) for r in res["weights"].values()}) > 2
+    # the models rank differently, so the mixes are not all one of the ends
+    assert len({round(r["test"]["ndcg@10"], 6) for r in res["weights"].values()}) > 3
 
 
 def test_runs_on_different_splits_are_refused(blend, invoke, write, tmp_path):
     first = _run(invoke, write, tmp_path, "ease", "{name: ease, params: {l2: 5.0}}")
     other = _run(invoke, write, tmp_path, "other", "{name: ease, params: {l2: 5.0}}", seed=4)
     with pytest.raises(SystemExit, match="different splits"):
-        blend.blend_pair(first, other, [0.0, 1.0])
+        blend.blend_runs([first, other], blend.simplex(2, 1))
