@@ -31,17 +31,10 @@ def _standardised(run, users: torch.Tensor) -> torch.Tensor:
     return (scores - scores.mean(1, keepdim=True)) / scores.std(1, keepdim=True).clamp_min(1e-12)
 
 
-def _ndcg_and_recall(task, users: torch.Tensor, mix: torch.Tensor) -> dict:
-    """NDCG and Recall at 10 and 20 of a users x items score block, known items masked."""
-    from kgflow.evaluation.ranking import RankingEvaluator
-    from kgflow.plugin import MetricContext
-    from kgflow.registry import get_registry
-
-    registry = get_registry()
-    fns = {m: registry.get("metric", m).factory(registry.get("metric", m).params(), MetricContext())
-           for m in ("ndcg", "recall")}
-    evaluator = RankingEvaluator(task, [10, 20], fns)
-    evaluator.add(users, mix.clone())
+def _ndcg_and_recall(evaluator, mix: torch.Tensor) -> dict:
+    """NDCG and Recall at 10 and 20 of a block of the task's users' scores (masked in place)."""
+    evaluator.reset()
+    evaluator.add(evaluator.task.users, mix)
     return evaluator.result()["all"]
 
 
@@ -54,7 +47,7 @@ def simplex(n: int, steps: int) -> list[tuple[float, ...]]:
 def blend_runs(folders: list[Path], weights: list[tuple[float, ...]]) -> dict:
     """Validation and test figures of every weighting, and the weighting validation chooses
     (among equals, the most even one)."""
-    from kgflow.evaluation.ranking import EvalTask
+    from kgflow.evaluation.ranking import EvalTask, RankingEvaluator, metric_functions
     from kgflow.inference import TrainedRun
 
     prints = {json.loads((p / "metrics.json").read_text())["data_fingerprint"] for p in folders}
@@ -65,12 +58,14 @@ def blend_runs(folders: list[Path], weights: list[tuple[float, ...]]) -> dict:
     split = runs[0].split
     users = torch.arange(split.n_users)
     standardised = [_standardised(run, users) for run in runs]
+    metrics = metric_functions(["ndcg", "recall"])
     out: dict = {"weights": {}}
     for stage in ("valid", "test"):
-        task = EvalTask.for_stage(split, stage)
+        evaluator = RankingEvaluator(EvalTask.for_stage(split, stage), [10, 20], metrics)
+        rows = [z[evaluator.task.users] for z in standardised]
         for w in weights:
-            mix = sum(x * z for x, z in zip(w, standardised))[task.users].float()
-            out["weights"].setdefault(w, {})[stage] = _ndcg_and_recall(task, task.users, mix)
+            mix = sum(x * z for x, z in zip(w, rows)).float()
+            out["weights"].setdefault(w, {})[stage] = _ndcg_and_recall(evaluator, mix)
     out["chosen"] = max(weights, key=lambda w: (out["weights"][w]["valid"]["ndcg@10"], -max(w)))
     return out
 

@@ -17,16 +17,12 @@ import time
 import numpy as np
 import torch
 
-from kgflow.evaluation.ranking import EvalTask, RankingEvaluator
+from kgflow.evaluation.ranking import EvalTask, RankingEvaluator, metric_functions
 from kgflow.inference import TrainedRun
-from kgflow.plugin import MetricContext
-from kgflow.registry import get_registry
 
 
 def evaluators(split, metrics: list[str], ks: list[int]) -> tuple[RankingEvaluator, RankingEvaluator]:
-    registry = get_registry()
-    fns = {m: registry.get("metric", m).factory(registry.get("metric", m).params(), MetricContext())
-           for m in metrics}
+    fns = metric_functions(metrics)
     task = EvalTask.for_stage(split, "test")
     return RankingEvaluator(task, ks, fns), RankingEvaluator(task, ks, fns)
 

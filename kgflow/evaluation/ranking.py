@@ -3,13 +3,16 @@ metrics are computed from the top-k hits, chunked over users so memory stays bou
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import numpy as np
 import torch
 
 from kgflow.data.recdata import Interactions, Split, csr_of
 from kgflow.training.sampling import in_sorted
+
+if TYPE_CHECKING:
+    from kgflow.registry.registry import Registry
 
 MetricFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 #: Sums a tensor over every process (DDP), or returns it as it is.
@@ -61,6 +64,20 @@ def mask_known(scores: torch.Tensor, users: torch.Tensor, known: CSR | None) -> 
         scores[row.to(scores.device), col.to(scores.device)] = -torch.inf
     return scores
 
+
+
+def metric_functions(names: Iterable[str], registry: "Registry | None" = None) -> dict[str, MetricFn]:
+    """The registered metrics called ``names``, built with their default parameters: what a run,
+    the external-score evaluation and the benchmark scripts all rank with."""
+    from kgflow.plugin import MetricContext
+    from kgflow.registry import get_registry
+
+    registry = registry or get_registry()
+    out: dict[str, MetricFn] = {}
+    for name in names:
+        component = registry.get("metric", name)
+        out[name] = component.factory(component.params(), MetricContext())
+    return out
 
 @dataclass
 class EvalTask:

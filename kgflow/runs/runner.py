@@ -19,9 +19,10 @@ from kgflow.config.validate import LoadedPipeline
 from kgflow.data.recdata import Split
 from kgflow.data.store import kgflow_home
 from kgflow.errors import KgflowError
+from kgflow.evaluation.ranking import metric_functions
 from kgflow.graph import GraphBundle
 from kgflow.models import AuxiliaryObjective, Recommender
-from kgflow.plugin import (LossContext, MetricContext, ObjectiveContext)
+from kgflow.plugin import LossContext, ObjectiveContext
 from kgflow.registry import Registry, get_registry
 from kgflow.runs import environment
 from kgflow.runs.assembly import (Prepared, build_graph, build_recommender, count_parameters,  # noqa: F401
@@ -353,10 +354,7 @@ def build_training(loaded: LoadedPipeline, split: Split, model: Recommender, run
     cfg = loaded.config
     loss_comp = registry.get("loss", cfg.objective.loss.name)
     loss = loss_comp.factory(cfg.objective.loss.parsed, LossContext(cfg.objective.negatives))
-    metrics = {}
-    for name in cfg.eval.metrics:
-        comp = registry.get("metric", name)
-        metrics[name] = comp.factory(comp.params(), MetricContext())
+    metrics = metric_functions(cfg.eval.metrics, registry)
     datamodule = RecDataModule(split, cfg.train.batch_size, cfg.objective.negatives,
                                cfg.eval.batch_users, cfg.seed, cfg.eval.max_users)
     sampling = cfg.train.sampling
