@@ -258,7 +258,7 @@ def _load_dataset(name: str, overrides: tuple[str, ...]):
         parsed = comp.params.model_validate(params)
     except ValidationError as exc:
         raise KgflowError(f"parameters of dataset {comp.name!r}: {exc}") from None
-    return comp, comp.factory(parsed, DatasetContext(kgflow_home(), 0))
+    return comp, comp.factory(parsed, DatasetContext(kgflow_home(), 0)).cleaned()
 
 
 @data.command("info")

@@ -28,6 +28,7 @@ from kgflow.data.atomic import load_atomic_dataset
 from kgflow.data.kg import prepare_kg
 from kgflow.data.recdata import Interactions, RecData, Split
 from kgflow.data.store import download_wheel, exclusive, extract_members, verify_checksum
+from kgflow.data.textfile import check_encoding, parse_rows, read_bytes, read_text, row_lines
 from kgflow.errors import ConfigError, ConfigIssue, DataError, KgflowError, NotSupportedError
 from kgflow.graph import INTERACT, INVERSE_SUFFIX, EdgeBlock, GraphBundle, GraphReport, assemble_graph
 from kgflow.models import (AuxiliaryObjective, Embeddings, EncoderRecommender, GraphEncoder,
@@ -125,7 +126,8 @@ __all__ = ["Component", "ConfigCheck", "NoParams", "Params", "hookimpl", "Datase
            "Recommender", "Embeddings", "PairVectors", "VectorLoss", "EncoderRecommender", "fold_in", "typical_user_norm",
            "ConfigIssue", "ConfigError", "DataError", "KgflowError", "NotSupportedError",
            "EdgeBlock", "assemble_graph", "prepare_kg", "load_atomic_dataset", "download_wheel",
-           "exclusive", "extract_members", "verify_checksum", "TrainedRun", "in_sorted", "is_distributed", "DataPath"]
+           "exclusive", "extract_members", "verify_checksum", "TrainedRun", "in_sorted", "is_distributed", "DataPath",
+           "check_encoding", "parse_rows", "read_bytes", "read_text", "row_lines"]
 
 
 def __getattr__(name: str) -> Any:

@@ -86,7 +86,7 @@ def test_empty_after_filtering_is_a_clear_error(runner, tiny_pipeline, tmp_path)
 
     result = runner.invoke(cli, ["run", str(tiny_pipeline), "--out", str(tmp_path / "r"),
                                  "--set", "preprocess.kcore.user=1000"])
-    assert result.exit_code == 2 and "empty after preprocessing" in result.output
+    assert result.exit_code == 2 and "no interactions are left after preprocessing" in result.output
     assert not (tmp_path / "r").exists()
 
 

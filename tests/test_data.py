@@ -27,7 +27,7 @@ def test_read_atomic_and_dataset(tmp_path):
     (tmp_path / "d.item").write_text("item_id:token\ttitle:token_seq\n10\tA \"quoted\" film\n11\tB\n")
     (tmp_path / "d.kg").write_text("head_id:token\trelation_id:token\ttail_id:token\nm.1\tr\tm.2\n")
     (tmp_path / "d.link").write_text("item_id:token\tentity_id:token\n10\tm.1\n")
-    data = load_atomic_dataset(tmp_path, "d")
+    data = load_atomic_dataset(tmp_path, "d").cleaned()
     assert len(data.interactions) == 3 and data.interactions["rating"].tolist() == [5.0, 3.0, 4.0]
     assert data.items.loc["10", "title"] == 'A "quoted" film'
     assert data.summary()["kg_triples"] == 1 and data.summary()["linked_items"] == 1
@@ -62,7 +62,7 @@ def test_threshold_kcore_and_empty_after_filtering():
     frame = pd.DataFrame({"user": list("aaabbc"), "item": list("xyzxyx")})
     kept = kcore_filter(frame, 2, 2)
     assert set(kept["user"]) == {"a", "b"} and set(kept["item"]) == {"x", "y"}
-    with pytest.raises(DataError, match="empty after preprocessing"):
+    with pytest.raises(DataError, match="no interactions are left after preprocessing"):
         prepare_interactions(data, Preprocess(rating_threshold=4, kcore=KCore(user=10_000)))
 
 

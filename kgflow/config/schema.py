@@ -58,6 +58,10 @@ class Preprocess(Strict):
     dedupe: bool = Field(True, description="keep one interaction per (user, item): the latest")
     kg_linked_only: bool = Field(False, description="keep only interactions on items linked to an "
                                  "entity of the KG (the data RecBole's knowledge-aware models train on)")
+    on_bad_rows: Literal["error", "skip"] = Field(
+        "error", description="an interaction row with an empty user or item id, or an empty, "
+        "non-numeric or non-finite rating or timestamp (where the data has them): error stops with "
+        "its file and line; skip leaves such rows out and counts them in the run report")
 
 
 class SplitConfig(Strict):

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from kgflow.data.recdata import RecData
+from kgflow.data.textfile import parse_rows, read_text, row_lines
 from kgflow.errors import DataError
 
 ATOMIC_TYPES = ("token", "token_seq", "float", "float_seq")
@@ -22,13 +23,17 @@ _HEADER_FIELD = re.compile(r"^([^:\s]+):(\w+)$")
 SUFFIXES = ("inter", "user", "item", "kg", "link")
 
 
-def read_atomic(path: str | Path) -> pd.DataFrame:
-    """Read one atomic file; columns are named without their type, float columns are parsed."""
+def read_atomic_text(path: str | Path, encoding: str = "utf-8"
+                     ) -> tuple[pd.DataFrame, np.ndarray, list[str], np.ndarray]:
+    """One atomic file as text: (the rows, every value a string and a missing field empty; each
+    row's line in the file; each column's declared type; each row's count of fields). A
+    header-only file is refused."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: data file not found")
-    with path.open(encoding="utf-8", newline="") as fh:
-        header_line = fh.readline().rstrip("\r\n")
+    text = read_text(path, encoding)
+    header_line = text.split("\n", 1)[0].rstrip("\r")
+    if not text.strip():
+        raise DataError(f"{path}: the file is empty; an atomic file starts with a tab-separated "
+                        "header of 'name:type' fields")
     if not header_line.strip():
         raise DataError(f"{path}:1: empty header; expected tab-separated 'name:type' fields")
     names, types = [], []
@@ -44,28 +49,37 @@ def read_atomic(path: str | Path) -> pd.DataFrame:
         types.append(m.group(2))
     if len(set(names)) != len(names):
         raise DataError(f"{path}:1: duplicate field names in header {names}")
-    try:
-        frame = pd.read_csv(path, sep="\t", skiprows=1, header=None, names=names, dtype=str,
-                            keep_default_na=False, quoting=csv.QUOTE_NONE, engine="c")
-    except pd.errors.ParserError as exc:
-        m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
-        if m:
-            raise DataError(f"{path}:{m.group(2)}: row has {m.group(3)} fields, the header has "
-                            f"{len(names)}") from None
-        raise DataError(f"{path}: cannot parse: {exc}") from None
-    with path.open(encoding="utf-8", newline="") as fh:
-        for line_no, line in enumerate(fh, start=1):
-            if line_no > 1 and line.strip("\r\n") and line.count("\t") + 1 < len(names):
-                raise DataError(f"{path}:{line_no}: row has {line.count(chr(9)) + 1} fields, fewer "
-                                f"than the header's {len(names)}")
-    for name, kind in zip(names, types):
+    lines = np.asarray(row_lines(text), dtype=np.int64)
+    if not len(lines):
+        raise DataError(f"{path}: has a header but no rows")
+    physical = text.split("\n")
+    fields = np.fromiter((physical[n - 1].count("\t") + 1 for n in lines), dtype=np.int64,
+                         count=len(lines))
+    frame = parse_rows(text, path, sep="\t", skiprows=1, header=None, names=names,
+                       quoting=csv.QUOTE_NONE, engine="c")
+    return frame, lines, types, fields
+
+
+def read_atomic(path: str | Path, encoding: str = "utf-8") -> pd.DataFrame:
+    """Read one atomic file; columns are named without their type, float columns are parsed, and
+    a row with fewer fields than the header or a float field that is no number is refused with
+    its line. (Interactions are read with :func:`read_atomic_text` instead: their bad rows are
+    the core's to refuse or skip, see :mod:`kgflow.data.rows`.)"""
+    path = Path(path)
+    frame, lines, types, fields = read_atomic_text(path, encoding)
+    short = fields < len(types)
+    if short.any():
+        i = int(np.argmax(short))
+        raise DataError(f"{path}:{lines[i]}: row has {fields[i]} fields, fewer than the header's "
+                        f"{len(types)}")
+    for name, kind in zip(frame.columns, types):
         if kind == "float":
             text = frame[name]
             values = pd.to_numeric(text, errors="coerce")
             bad = values.isna().to_numpy() & (text.str.strip() != "").to_numpy()
             if bad.any():
                 i = int(np.argmax(bad))
-                raise DataError(f"{path}:{i + 2}: field {name!r} must be a number, got {text.iloc[i]!r}")
+                raise DataError(f"{path}:{lines[i]}: field {name!r} must be a number, got {text.iloc[i]!r}")
             frame[name] = values.astype(float)
     return frame
 
@@ -86,21 +100,22 @@ def _pick(columns: list[str], wanted: Optional[str], fallbacks: tuple[str, ...],
 
 def load_atomic_dataset(folder: str | Path, name: str, *, user_field: Optional[str] = None,
                         item_field: Optional[str] = None, rating_field: Optional[str] = None,
-                        timestamp_field: Optional[str] = None) -> RecData:
-    """Load ``folder/name.inter`` plus whichever of ``.user .item .kg .link`` exist."""
+                        timestamp_field: Optional[str] = None, encoding: str = "utf-8") -> RecData:
+    """Load ``folder/name.inter`` plus whichever of ``.user .item .kg .link`` exist, every file in
+    ``encoding``. The interactions are handed over as read (their rows are checked by the core)."""
     folder = Path(folder)
     inter_path = folder / f"{name}.inter"
-    if not inter_path.is_file():
+    if not inter_path.exists():
         raise DataError(f"{inter_path}: data file not found (a RecBole dataset needs <name>.inter)")
-    inter = read_atomic(inter_path)
+    inter, lines, _, _ = read_atomic_text(inter_path, encoding)  # short rows: empty fields
     cols = list(inter.columns)
     u = _pick(cols, user_field, ("user_id", "user"), inter_path)
     i = _pick(cols, item_field, ("item_id", "item"), inter_path)
     r = _pick(cols, rating_field, ("rating", "label"), inter_path, required=False)
     t = _pick(cols, timestamp_field, ("timestamp", "time"), inter_path, required=False)
     interactions = pd.DataFrame({"user": inter[u], "item": inter[i]})
-    interactions["rating"] = inter[r].astype(float) if r else np.nan
-    interactions["timestamp"] = inter[t].astype(float) if t else np.nan
+    interactions["rating"] = inter[r] if r else np.nan
+    interactions["timestamp"] = inter[t] if t else np.nan
     source = {"inter": inter_path}
 
     def optional(suffix: str) -> Optional[pd.DataFrame]:
@@ -108,7 +123,7 @@ def load_atomic_dataset(folder: str | Path, name: str, *, user_field: Optional[s
         if not p.is_file():
             return None
         source[suffix] = p
-        return read_atomic(p)
+        return read_atomic(p, encoding)
 
     def entity_table(suffix: str, field: Optional[str], kind: str) -> Optional[pd.DataFrame]:
         """An attribute table indexed by its (string) id, the index named ``kind``."""
@@ -135,7 +150,7 @@ def load_atomic_dataset(folder: str | Path, name: str, *, user_field: Optional[s
         links = pd.DataFrame({"item": links[_pick(cols, item_field, ("item_id", "item"), source["link"])],
                               "entity": links[_pick(cols, None, ("entity_id", "entity"), source["link"])]})
     return RecData(name=name, interactions=interactions, users=users, items=items, kg=kg,
-                   item_links=links, source=source, atomic_name=name)
+                   item_links=links, source=source, atomic_name=name, lines=lines)
 
 
 def write_inter(frame: pd.DataFrame, path: str | Path) -> None:

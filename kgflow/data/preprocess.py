@@ -41,12 +41,16 @@ def prepare_interactions(data: RecData, config: Preprocess) -> Interactions:
     """Apply the preprocessing block and map ids to ``0..n-1`` (sorted by raw id, so a given
     dataset always gets the same dense ids)."""
     frame = data.interactions
-    n_raw = len(frame)
+    where = f"{data.source['inter']}: " if data.source.get("inter") else f"dataset {data.name!r}: "
+    steps: list[str] = [f"{len(frame):,} interactions read"]
     if config.rating_threshold is not None:
-        if frame["rating"].isna().all():
-            raise DataError(f"dataset {data.name!r} has no ratings, but preprocess.rating_threshold is "
+        ratings = frame["rating"]
+        if ratings.isna().all():
+            raise DataError(f"{where}the data has no ratings, but preprocess.rating_threshold is "
                             f"{config.rating_threshold:g}; set it to null for implicit data")
-        frame = frame[frame["rating"] >= config.rating_threshold]
+        frame = frame[ratings >= config.rating_threshold]
+        steps.append(f"preprocess.rating_threshold {config.rating_threshold:g} keeps {len(frame):,} "
+                     f"(ratings range {ratings.min():g} to {ratings.max():g})")
     if config.dedupe:
         frame = frame.sort_values(["timestamp"], kind="stable", na_position="first")
         # duplicates found on integer codes: hashing 20M string pairs costs minutes
@@ -58,12 +62,13 @@ def prepare_interactions(data: RecData, config: Preprocess) -> Interactions:
         from kgflow.data.kg import linked_items
 
         frame = frame[frame["item"].isin(linked_items(data))]
-    frame = kcore_filter(frame, config.kcore.user, config.kcore.item)
+        steps.append(f"preprocess.kg_linked_only keeps {len(frame):,}")
+    if config.kcore.user > 1 or config.kcore.item > 1:
+        frame = kcore_filter(frame, config.kcore.user, config.kcore.item)
+        steps.append(f"preprocess.kcore (user {config.kcore.user}, item {config.kcore.item}) "
+                     f"keeps {len(frame):,}")
     if frame.empty:
-        raise DataError(f"dataset {data.name!r} is empty after preprocessing ({n_raw} interactions "
-                        f"before; rating_threshold={config.rating_threshold}, "
-                        f"kcore user={config.kcore.user} item={config.kcore.item}, "
-                        f"kg_linked_only={config.kg_linked_only})")
+        raise DataError(f"{where}no interactions are left after preprocessing: " + "; ".join(steps))
     user_ids, user = dense_ids(frame["user"])
     item_ids, item = dense_ids(frame["item"])
     return Interactions(user=user, item=item,

@@ -7,7 +7,7 @@ A dataset plugin returns a :class:`RecData` with raw string ids. The core filter
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
@@ -15,7 +15,22 @@ import numpy as np
 import pandas as pd
 import torch
 
+from kgflow.data.rows import BadRowPolicy, SkippedRows, clean_interactions
+
 INTERACTION_COLUMNS = ("user", "item", "rating", "timestamp")
+
+
+def id_text(values: pd.Series) -> pd.Series:
+    """Raw ids as text: a missing id becomes empty text (a bad row the core reports, never the
+    string 'nan'), and a float column of whole numbers -- what an integer id column with a null
+    becomes in pandas -- is written without a '.0', so that it matches the same ids elsewhere."""
+    missing = values.isna()
+    if pd.api.types.is_float_dtype(values.dtype):
+        present = values[~missing]
+        if len(present) and (np.isfinite(present) & (present == np.floor(present))).all():
+            values = values.astype("Int64")
+    text = values.astype(str)
+    return text.where(~missing.to_numpy(), "")
 
 
 @dataclass
@@ -28,6 +43,12 @@ class RecData:
     - ``kg``: triples with columns ``head``, ``relation``, ``tail`` (str), or ``None``.
     - ``item_links``: ``item`` -> ``entity`` (str), linking items to KG entities, or ``None``.
     - ``source``: where the data was read from (for reports and for RecBole exports).
+    - ``lines``: optionally, the line of ``source["inter"]`` each interaction row came from, so that
+      a bad row is reported where it is (see :mod:`kgflow.data.rows`).
+
+    Readers hand interactions over as read: a missing id as ``None``/NaN or empty text, ratings
+    and timestamps as numbers or as the file's text. The core checks every row
+    (:meth:`cleaned`), so that no bad row is dropped or kept without a word.
     """
 
     name: str
@@ -38,15 +59,28 @@ class RecData:
     item_links: Optional[pd.DataFrame] = None
     source: dict[str, Path] = field(default_factory=dict)
     atomic_name: Optional[str] = None  # RecBole dataset name, e.g. "ml-100k"
+    lines: Optional[np.ndarray] = None
+    #: what ``preprocess.on_bad_rows: skip`` left out (set by :meth:`cleaned`)
+    skipped_rows: SkippedRows = field(default_factory=SkippedRows)
 
     def __post_init__(self) -> None:
         inter = self.interactions
         for col in ("rating", "timestamp"):
             if col not in inter.columns:
                 inter[col] = np.nan
-        inter["user"] = inter["user"].astype(str)
-        inter["item"] = inter["item"].astype(str)
+        inter["user"] = id_text(inter["user"])
+        inter["item"] = id_text(inter["item"])
         self.interactions = inter[list(INTERACTION_COLUMNS)].reset_index(drop=True)
+
+    def cleaned(self, policy: BadRowPolicy = "error") -> "RecData":
+        """This data with every interaction row checked (:func:`~kgflow.data.rows.clean_interactions`):
+        float ratings and timestamps, bad rows refused (``error``) or left out and counted
+        (``skip``)."""
+        source = self.source.get("inter")
+        frame, skipped = clean_interactions(self.interactions, policy=policy,
+                                            source=str(source) if source else None,
+                                            lines=None if self.lines is None else np.asarray(self.lines))
+        return replace(self, interactions=frame, lines=None, skipped_rows=skipped)
 
     def summary(self) -> dict[str, int]:
         """Counts a user wants to see first."""

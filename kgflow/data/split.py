@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 
 from kgflow.config.schema import SplitConfig
-from kgflow.data.atomic import read_atomic, write_inter
-from kgflow.data.recdata import Interactions, RecData, Split
+from kgflow.data.atomic import read_atomic_text, write_inter
+from kgflow.data.recdata import Interactions, RecData, Split, id_text
+from kgflow.data.rows import BadRowPolicy, clean_interactions
 from kgflow.errors import DataError
 
 
@@ -52,9 +53,11 @@ def _assign_by_rank(user: np.ndarray, order: np.ndarray, ratios: list[float]) ->
     return np.where(rank < train, 0, np.where(rank < train + valid, 1, 2))
 
 
-def _time_order(inter: Interactions) -> np.ndarray:
+def _time_order(inter: Interactions, source: str | Path | None = None) -> np.ndarray:
     if np.isnan(inter.timestamp).any():
-        raise DataError("this split orders interactions by time, but some have no timestamp")
+        where = f"{source}: " if source else ""
+        raise DataError(f"{where}this split orders interactions by time, but the data has no "
+                        "timestamps; map a timestamp column in the dataset, or use split method random")
     return np.lexsort((inter.timestamp, inter.user))
 
 
@@ -63,16 +66,19 @@ def _random_order(inter: Interactions, rng: np.random.Generator) -> np.ndarray:
     return perm[np.argsort(inter.user[perm], kind="stable")]
 
 
-def split_interactions(inter: Interactions, config: SplitConfig, seed: int) -> Split:
-    """Split by ``config.method`` (everything but ``predefined``, see :func:`read_predefined`)."""
+def split_interactions(inter: Interactions, config: SplitConfig, seed: int,
+                       source: str | Path | None = None) -> Split:
+    """Split by ``config.method`` (everything but ``predefined``, see :func:`read_predefined`).
+    An empty training, validation or test part is an error (``source``, the data file, names where
+    the interactions came from)."""
     rng = np.random.default_rng(config.seed if config.seed is not None else seed)
     cold = np.zeros(0, dtype=np.int64)
     if config.method == "random":
         part = _assign_by_rank(inter.user, _random_order(inter, rng), config.ratios)
     elif config.method == "temporal":
-        part = _assign_by_rank(inter.user, _time_order(inter), config.ratios)
+        part = _assign_by_rank(inter.user, _time_order(inter, source), config.ratios)
     elif config.method == "leave_one_out":
-        rank, n = _group_ranks(inter.user, _time_order(inter))
+        rank, n = _group_ranks(inter.user, _time_order(inter, source))
         from_end = n - 1 - rank
         part = np.where(from_end == 0, 2, np.where((from_end == 1) & (n >= 3), 1, 0))
         part = np.where(n == 1, 0, part)
@@ -96,9 +102,32 @@ def split_interactions(inter: Interactions, config: SplitConfig, seed: int) -> S
         raise DataError(f"split method {config.method!r} needs its own reader")
     split = Split(inter.subset(part == 0), inter.subset(part == 1), inter.subset(part == 2),
                   config.method, cold)
-    if len(split.train) == 0:
-        raise DataError("the split left no training interactions")
+    where = f"{source}: " if source else ""
+    for name, size in (("training", len(split.train)), ("validation", len(split.valid)),
+                       ("test", len(split.test))):
+        if size == 0:
+            raise DataError(f"{where}split method {config.method!r} leaves the {name} set empty: "
+                            + _too_small(inter, config))
     return split
+
+
+def _too_small(inter: Interactions, config: SplitConfig) -> str:
+    """Why a split came out empty, in counts a user can act on."""
+    per_user = np.bincount(inter.user, minlength=inter.n_users)
+    counts = (f"{len(inter):,} interactions of {inter.n_users:,} users on {inter.n_items:,} items "
+              f"after preprocessing; {int((per_user == 1).sum()):,} users have one interaction, "
+              f"{int((per_user == 2).sum()):,} have two")
+    if config.method in ("random", "temporal"):
+        why = (f"with ratios {config.ratios}, a user gives a test interaction from two interactions "
+               "on and a validation one from three on")
+    elif config.method == "leave_one_out":
+        why = "leave_one_out takes a user's last interaction for test from two on, and the one " \
+              "before it for validation from three on"
+    else:
+        why = f"cold_items holds {config.cold_item_share:g} of the items out of training"
+    return (f"{counts}; {why}. Every part is needed (validation selects the best epoch, test "
+            "reports): use more data per user (a lower preprocess.rating_threshold or kcore keeps "
+            "more), or other split ratios")
 
 
 def _find_benchmark_files(folder: Path) -> dict[str, Path]:
@@ -113,20 +142,23 @@ def _find_benchmark_files(folder: Path) -> dict[str, Path]:
     return found
 
 
-def read_predefined(folder: str | Path) -> Split:
-    """Read a split written as RecBole benchmark files; the files are taken as they are."""
+def read_predefined(folder: str | Path, on_bad_rows: BadRowPolicy = "error") -> Split:
+    """Read a split written as RecBole benchmark files; the files are taken as they are, each row
+    checked like any dataset's (:mod:`kgflow.data.rows`), and each part must hold interactions."""
     files = _find_benchmark_files(Path(folder))
     frames = {}
     for part, path in files.items():
-        f = read_atomic(path)
+        f, lines, _, _ = read_atomic_text(path)
         u = next((c for c in ("user_id", "user") if c in f.columns), None)
         i = next((c for c in ("item_id", "item") if c in f.columns), None)
         if u is None or i is None:
             raise DataError(f"{path}:1: needs user_id and item_id fields, has {list(f.columns)}")
-        frames[part] = pd.DataFrame({
-            "user": f[u].astype(str), "item": f[i].astype(str),
-            "rating": f["rating"].astype(float) if "rating" in f else np.nan,
-            "timestamp": f["timestamp"].astype(float) if "timestamp" in f else np.nan})
+        raw = pd.DataFrame({"user": id_text(f[u]), "item": id_text(f[i]),
+                            "rating": f["rating"] if "rating" in f else np.nan,
+                            "timestamp": f["timestamp"] if "timestamp" in f else np.nan})
+        frames[part], _ = clean_interactions(raw, policy=on_bad_rows, source=str(path), lines=lines)
+        if frames[part].empty:
+            raise DataError(f"{path}: every row was a bad row; the {part} part of the split is empty")
     every = pd.concat(frames.values())
     user_ids = np.unique(every["user"].to_numpy(dtype=str)).astype(object)
     item_ids = np.unique(every["item"].to_numpy(dtype=str)).astype(object)

@@ -35,7 +35,7 @@ def load_data(loaded: LoadedPipeline, registry: Registry) -> RecData:
     if not isinstance(data, RecData):
         raise KgflowError(f"dataset {comp.name!r} ({comp.package}) returned {type(data).__name__}, "
                           "not RecData")
-    return data
+    return data.cleaned(cfg.preprocess.on_bad_rows)
 
 
 def prepare(loaded: LoadedPipeline, registry: Registry | None = None) -> Prepared:
@@ -44,9 +44,10 @@ def prepare(loaded: LoadedPipeline, registry: Registry | None = None) -> Prepare
     cfg = loaded.config
     data = load_data(loaded, registry)
     if cfg.split.method == "predefined":
-        split = read_predefined(Path(cfg.split.path))  # type: ignore[arg-type]
+        split = read_predefined(Path(cfg.split.path), cfg.preprocess.on_bad_rows)  # type: ignore[arg-type]
     else:
-        split = split_interactions(prepare_interactions(data, cfg.preprocess), cfg.split, cfg.seed)
+        split = split_interactions(prepare_interactions(data, cfg.preprocess), cfg.split, cfg.seed,
+                                   data.source.get("inter"))
     return Prepared(data, split)
 
 

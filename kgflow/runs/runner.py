@@ -188,6 +188,10 @@ def _run_pipeline(loaded: LoadedPipeline, out: str | Path | None, *, overwrite: 
         fingerprint = split.fingerprint()
         echo(f"data: {prepared.data.name}, split {split.method}: " + ", ".join(
             f"{k} {v:,}" for k, v in split.stats().items()) + f" (fingerprint {fingerprint})")
+        skipped = prepared.data.skipped_rows
+        if skipped.count:
+            echo(f"data: {skipped.summary()} (preprocess.on_bad_rows: skip); first: "
+                 + "; ".join(skipped.examples[:3]))
         graph = build_graph(loaded, prepared, registry)
         echo("graph: " + "; ".join(graph.report.lines()))
         model = build_recommender(loaded, prepared, graph, registry, needs=needs)
@@ -257,6 +261,7 @@ def _run_pipeline(loaded: LoadedPipeline, out: str | Path | None, *, overwrite: 
             "parameters": parameters,
             "artifacts": artifacts,
             "split": split.stats(),
+            "data": {"skipped_rows": skipped.as_dict()},
             "data_fingerprint": fingerprint,
             "accelerator": str(trainer.accelerator.__class__.__name__).replace("Accelerator", "").lower(),
             "processes": trainer.world_size,
@@ -459,4 +464,11 @@ def render_report(loaded: LoadedPipeline, result: dict[str, Any], graph: GraphBu
               + ", ".join(f"{k} {v:,}" for k, v in result["parameters"].get("trainable_by_part", {}).items())
               + ")", "",
               "## graph", ""] + [f"- {line}" for line in graph.report.lines()]
+    skipped = result.get("data", {}).get("skipped_rows", {})
+    if skipped.get("count"):
+        reasons = ", ".join(f"{n:,} {reason}" for reason, n in skipped["by_reason"].items())
+        lines += ["", "## data", "",
+                  f"- {skipped['count']:,} bad interaction row(s) skipped "
+                  f"(preprocess.on_bad_rows: skip): {reasons}"]
+        lines += [f"- {example}" for example in skipped["examples"]]
     return "\n".join(lines) + "\n"

@@ -60,8 +60,10 @@ def kg_blocks(options: KgOptions, ctx: BuilderContext, first_free: int
                     min_entity_degree=options.min_entity_degree, hops=options.hops,
                     control=options.kg_control, seed=ctx.seed)
     if kg.stats["items_linked"] == 0 and options.kg_control != "remove":
+        links = ctx.data.source.get("link") or ctx.data.source.get("links")
         raise DataError(
-            f"the KG of dataset {ctx.data.name!r} links none of the {split.n_items:,} items "
+            f"{links or 'the item links'}: the KG of dataset {ctx.data.name!r} links none of the "
+            f"{split.n_items:,} items "
             f"({kg.stats['link_rows']:,} link rows: {kg.stats['links_to_unknown_items']:,} name "
             f"unknown items, {kg.stats['links_to_absent_entities']:,} point to entities absent from "
             "the KG); check the .link file's item ids against the interactions")
