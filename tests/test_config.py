@@ -222,6 +222,49 @@ eval: {metrics: [ndcg, recal]}
     assert "fusion 'none' does not use the encoders ['text']" in joined
 
 
+def test_validate_reports_the_lightgcn_example_all_at_once(invoke, tmp_path):
+    """The LightGCN pipeline with a parameter typo and two schema mistakes: all three reported."""
+    from conftest import REPO
+
+    text = (REPO / "pipelines" / "movielens-lightgcn.yaml").read_text()
+    text = text.replace("layers: 3", "layres: 3").replace(
+        "extends: protocols/", f"extends: {REPO / 'pipelines' / 'protocols'}/")
+    path = tmp_path / "p.yaml"
+    path.write_text(text + "train: {epochs: ten}\neval: {ks: [0]}\n")
+    result = invoke("validate", str(path))
+    assert result.exit_code == 2, result.output
+    assert "3 problems" in result.output, result.output
+    for fragment in ("encoders.graph.params.layres: unknown key 'layres'", "train.epochs",
+                     "eval.ks"):
+        assert fragment in result.output, result.output
+
+
+def test_mistakes_in_three_layers_are_reported_together(write):
+    """A schema mistake elsewhere no longer hides a component-parameter mistake, a trainer-argument
+    mistake or an unknown metric: each layer is checked where its own part is well formed."""
+    path = write("p.yaml", TINY.replace("{dim: 8, layers: 2}", "{dim: 8, layres: 2}")
+                 .replace("  epochs: 3", "  epochs: ten")
+                 + "trainer: {acelerator: cpu}\n")
+    msgs = errors_of(path)
+    joined = "\n".join(msgs)
+    assert len(msgs) == 3, joined
+    assert "train.epochs" in joined                                    # the pipeline schema
+    assert "encoders.graph.params.layres: unknown key 'layres'" in joined  # a component's params
+    assert "unknown lightning.Trainer argument 'acelerator'" in joined  # the trainer's arguments
+
+
+def test_a_malformed_block_is_reported_once_and_others_still_checked(write):
+    """A block that is itself malformed is reported by the schema only; the well-formed ones are
+    still resolved (an unknown component name among them)."""
+    path = write("p.yaml", TINY.replace("name: lightgcn", "name: lightgnc")
+                 + "fusion: {name: none, parms: {}}\n")
+    msgs = errors_of(path)
+    joined = "\n".join(msgs)
+    assert len(msgs) == 2, joined
+    assert "fusion.parms: unknown key 'parms'" in joined
+    assert "unknown encoder 'lightgnc'" in joined or "lightgnc" in joined
+
+
 def test_a_run_that_fails_while_building_leaves_no_run_directory(invoke, write, tmp_path):
     """The model is built before the run directory is made: a component failing at build time
     (here a text model that cannot be loaded) leaves nothing, and an old run it was to replace

@@ -204,31 +204,13 @@ def resolve_components(config: PipelineConfig, located: Located,
     """Look up every named component and validate its ``params`` against its own model."""
     issues: list[ConfigIssue] = []
     for path, kind, ref in config.component_slots():
-        try:
-            comp = registry.get(kind, ref.name)
-        except PluginError as exc:
-            name_path = path + ("name",) if (path + ("name",)) in located.positions else path
-            file, line = located.where(name_path)
-            issues.append(ConfigIssue(str(exc), path=format_path(path + ("name",)), file=file,
-                                      line=line))
-            continue
-        try:
-            ref._parsed = comp.params.model_validate(ref.params)
-        except ValidationError as exc:
-            issues += issues_from_validation(exc, located, path + ("params",), comp.params)
-            continue
-        resolve_data_paths(ref._parsed, ref.params, located, path + ("params",))
+        issues += component_issues(path, kind, ref, located, registry)
     issues += _capability_issues(config, located, registry)
     issues += _sampling_issues(config, located, registry)
     issues += _optimizer_issues(config, located)
     issues += _role_issues(config, located, registry)
     for i, metric in enumerate(config.eval.metrics):
-        try:
-            registry.get("metric", metric)
-        except PluginError as exc:
-            file, line = located.where(("eval", "metrics", i))
-            issues.append(ConfigIssue(str(exc), path=format_path(("eval", "metrics", i)),
-                                      file=file, line=line))
+        issues += _metric_issues(metric, ("eval", "metrics", i), located, registry)
     stop = config.train.early_stopping
     if stop is not None:
         whole = [m for m in config.eval.metrics if _whole_ranking(registry, m)]
@@ -242,6 +224,79 @@ def resolve_components(config: PipelineConfig, located: Located,
                 path=format_path(path), file=file, line=line, value=stop.metric, has_value=True,
                 hint=_did_you_mean(stop.metric, valid) or "choose one of " + ", ".join(valid)))
     return issues
+
+
+def component_issues(path: YamlPath, kind: str, ref: ComponentRef, located: Located,
+                     registry: Registry) -> list[ConfigIssue]:
+    """One pluggable block: its name must be registered and its ``params`` fit that component's
+    own model (parsed into ``ref``, data paths made absolute)."""
+    try:
+        comp = registry.get(kind, ref.name)
+    except PluginError as exc:
+        name_path = path + ("name",) if (path + ("name",)) in located.positions else path
+        file, line = located.where(name_path)
+        return [ConfigIssue(str(exc), path=format_path(path + ("name",)), file=file, line=line)]
+    try:
+        ref._parsed = comp.params.model_validate(ref.params)
+    except ValidationError as exc:
+        return issues_from_validation(exc, located, path + ("params",), comp.params)
+    resolve_data_paths(ref._parsed, ref.params, located, path + ("params",))
+    return []
+
+
+def _raw_component_slots(data: dict[str, Any]) -> list[tuple[YamlPath, str, Any]]:
+    """Every pluggable block of an unvalidated pipeline mapping, as (YAML path, kind, raw value)."""
+    slots: list[tuple[YamlPath, str, Any]] = [
+        (("dataset",), "dataset", data.get("dataset")), (("graph",), "builder", data.get("graph")),
+        (("fusion",), "fusion", data.get("fusion"))]
+    objective = data.get("objective")
+    if isinstance(objective, dict):
+        slots.append((("objective", "loss"), "loss", objective.get("loss")))
+        auxiliary = objective.get("auxiliary")
+        if isinstance(auxiliary, list):
+            slots += [(("objective", "auxiliary", i), "objective", a) for i, a in enumerate(auxiliary)]
+    encoders = data.get("encoders")
+    if isinstance(encoders, dict):
+        slots += [(("encoders", role), "encoder", ref) for role, ref in encoders.items()]
+    return [slot for slot in slots if slot[2] is not None]
+
+
+def issues_beside_schema_errors(data: dict[str, Any], located: Located,
+                                registry: Registry) -> list[ConfigIssue]:
+    """What can still be checked in a pipeline whose schema has errors elsewhere, so that all its
+    independent mistakes are reported at once: every pluggable block that is itself well formed
+    (its name and params), the trainer's arguments and the metric names. A block that is not well
+    formed was reported by the schema already."""
+    requires = data.get("requires")
+    if isinstance(requires, list) and all(isinstance(r, str) for r in requires):
+        missing = check_requirements(requires, located)
+        if missing:  # a missing plugin explains every unknown name after it
+            return missing
+    issues: list[ConfigIssue] = []
+    for path, kind, raw in _raw_component_slots(data):
+        try:
+            ref = ComponentRef.model_validate(raw)
+        except ValidationError:
+            continue
+        issues += component_issues(path, kind, ref, located, registry)
+    trainer = data.get("trainer")
+    if isinstance(trainer, dict):
+        issues += _trainer_issues(trainer, located)
+    metrics = (data.get("eval") or {}).get("metrics") if isinstance(data.get("eval"), dict) else None
+    if isinstance(metrics, list):
+        for i, metric in enumerate(metrics):
+            if isinstance(metric, str):
+                issues += _metric_issues(metric, ("eval", "metrics", i), located, registry)
+    return issues
+
+
+def _metric_issues(metric: str, path: YamlPath, located: Located, registry: Registry) -> list[ConfigIssue]:
+    try:
+        registry.get("metric", metric)
+    except PluginError as exc:
+        file, line = located.where(path)
+        return [ConfigIssue(str(exc), path=format_path(path), file=file, line=line)]
+    return []
 
 
 def resolve_data_path(value: str, file: str | None) -> str:
@@ -496,7 +551,9 @@ def validate_located(located: Located, source: str, registry: Registry | None = 
     try:
         config = PipelineConfig.model_validate(located.data)
     except ValidationError as exc:
-        raise ConfigError(issues_from_validation(exc, located, (), PipelineConfig), source) from None
+        issues = issues_from_validation(exc, located, (), PipelineConfig)
+        issues += issues_beside_schema_errors(located.data, located, registry)
+        raise ConfigError(issues, source) from None
     if config.split.path:  # a predefined split's folder is data, like a dataset's files
         config.split.path = resolve_data_path(config.split.path, located.where(("split", "path"))[0])
     for name, need in config.needs.items():  # a needed pipeline's file is relative to this one's
