@@ -249,7 +249,7 @@ def _load_dataset(name: str, overrides: tuple[str, ...]):
     from kgflow.config.compose import apply_overrides
     from kgflow.config.yaml_loader import Located
     from kgflow.data.store import kgflow_home
-    from kgflow.plugin import DatasetContext
+    from kgflow.registry.contexts import DatasetContext
     from kgflow.registry import get_registry
 
     comp = get_registry().get("dataset", name)

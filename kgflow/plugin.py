@@ -14,15 +14,13 @@ the ``kgflow`` entry-point group::
     def kgflow_components():
         return [Component("encoder", "my-encoder", build, MyParams, "what it does")]
 
-Each kind's factory is called as ``factory(params, ctx)`` with the context class below.
+Each kind's factory is called as ``factory(params, ctx)`` with its context class (defined in
+:mod:`kgflow.registry.contexts`, re-exported here). This module only re-exports: no core module
+imports it, so the public face never sits in an import circle.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from torch import nn
 
 from kgflow.data.atomic import load_atomic_dataset
 from kgflow.data.kg import prepare_kg
@@ -36,87 +34,13 @@ from kgflow.models import (AuxiliaryObjective, Embeddings, EncoderRecommender, G
                            typical_user_norm)
 from kgflow.registry import Component, ConfigCheck, NoParams, Params, hookimpl
 from kgflow.registry.component import DataPath
+from kgflow.registry.contexts import (BuilderContext, DatasetContext, EncoderContext, FusionContext,
+                                      LossContext, MetricContext, ObjectiveContext)
 from kgflow.training.distributed import is_distributed
 from kgflow.training.sampling import in_sorted
 
 if TYPE_CHECKING:  # imported on first use, see __getattr__ below
     from kgflow.inference import TrainedRun
-
-
-def _home() -> Path:
-    from kgflow.data.store import kgflow_home
-
-    return kgflow_home()
-
-
-@dataclass
-class DatasetContext:
-    """For ``dataset`` factories: return a :class:`RecData`."""
-
-    home: Path  # kgflow's data home (KGFLOW_HOME); cache downloads under home / "datasets"
-    seed: int
-
-
-@dataclass
-class BuilderContext:
-    """For ``builder`` factories: return a :class:`GraphBundle` built from ``split.train`` only."""
-
-    data: RecData
-    split: Split
-    seed: int
-
-
-@dataclass
-class EncoderContext:
-    """For ``encoder`` factories: return an ``nn.Module`` (a :class:`GraphEncoder` for role graph)."""
-
-    role: str
-    graph: GraphBundle
-    split: Split
-    data: RecData
-    seed: int
-    home: Path = field(default_factory=lambda: _home())  # for caches (e.g. text embeddings)
-
-
-@dataclass
-class FusionContext:
-    """For ``fusion`` factories: combine the built encoders into a :class:`Recommender`."""
-
-    encoders: dict[str, nn.Module]
-    graph: GraphBundle
-    split: Split
-    data: RecData
-    seed: int
-    extra: dict[str, Any] = field(default_factory=dict)
-    training: bool = True  # False when a finished run is rebuilt to serve: skip training-only inputs
-    #: the finished run directories of the pipelines this one ``needs:`` (trained first), by name;
-    #: empty when a finished run is rebuilt to serve
-    needs: dict[str, Path] = field(default_factory=dict)
-
-
-@dataclass
-class LossContext:
-    """For ``loss`` factories: return a callable ``loss(pos [B], neg [B, N]) -> scalar`` over
-    scores, or a :class:`VectorLoss` over the batch's user and item vectors."""
-
-    negatives: int
-
-
-@dataclass
-class ObjectiveContext:
-    """For ``objective`` factories: return an :class:`AuxiliaryObjective` for this model."""
-
-    model: Recommender
-    graph: GraphBundle
-    split: Split
-    batch_size: int
-    seed: int
-
-
-@dataclass
-class MetricContext:
-    """For ``metric`` factories: return ``metric(hits [B, K] float, n_pos [B]) -> [B]`` per user,
-    where ``hits[:, j]`` is 1 if the item at rank ``j`` is relevant and ``K`` is the cutoff."""
 
 
 __all__ = ["Component", "ConfigCheck", "NoParams", "Params", "hookimpl", "DatasetContext",

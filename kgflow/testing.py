@@ -64,7 +64,7 @@ def registered(*plugins: Any, package: str = "test-plugin") -> Iterator[Registry
 def tiny_data(users: int = 60, items: int = 40, seed: int = 0) -> RecData:
     """A small RecData with ratings, timestamps, user and item tables (titles, genres), KG triples
     and item-entity links."""
-    from kgflow.plugin import DatasetContext
+    from kgflow.registry.contexts import DatasetContext
 
     comp = get_registry().get("dataset", "synthetic")
     params = comp.params(users=users, items=items, clusters=2, interactions_per_user=10, seed=seed)

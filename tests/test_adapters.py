@@ -53,7 +53,7 @@ def test_joint_lora_trains_only_adapter_and_graph(tiny_bert, tmp_path, invoke):
     merged = AutoModel.from_pretrained(tmp_path / "merged")
     assert sum(p.numel() for p in merged.parameters()) == sum(p.numel() for p in lm.parameters())
     # the merged fine-tune has the base model's architecture and file sizes, never its cached vectors
-    from kgflow_plugins.text import TextParams, cached_encode
+    from kgflow_plugins.text.encoding import TextParams, cached_encode
 
     texts = ["scifi war", "romance comedy"]
     base = cached_encode(texts, TextParams(model=str(tiny_bert)), tmp_path / "home")

@@ -258,3 +258,26 @@ def test_trainer_settings_the_machine_cannot_honour(runner, write, tmp_path):
     result = runner.invoke(cli, ["run", str(path), "--out", str(tmp_path / "r")])
     assert result.exit_code == 2 and "lightning.Trainer refused" in result.output
     assert "Traceback" not in result.output
+
+
+def test_docs_name_only_commands_that_exist():
+    """Every `kgflow COMMAND` the README and docs show (in code spans and code blocks) is a
+    command of the CLI: docs describe what exists."""
+    import re
+
+    from kgflow.cli import cli
+
+    shown: dict[str, str] = {}
+    for path in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        text = path.read_text()
+        for m in re.finditer(r"`kgflow ([a-z][\w-]*)", text):
+            shown.setdefault(m.group(1), path.name)
+        in_block = False
+        for line in text.splitlines():
+            if line.startswith("```"):
+                in_block = not in_block
+            elif in_block and (m := re.match(r"\s*(?:\$ )?kgflow ([a-z][\w-]*)", line)):
+                shown.setdefault(m.group(1), path.name)
+    assert {"run", "validate", "recommend"} <= set(shown)
+    missing = {name: doc for name, doc in shown.items() if name not in cli.commands}
+    assert not missing, f"docs name commands that do not exist: {missing}"

@@ -83,7 +83,7 @@ def test_metric_sums_reduced_over_ranks_equal_one_process():
     truth = CSR(torch.arange(0, 2 * n_users + 1, 2), torch.from_numpy(pairs.flatten()))
     task = EvalTask(truth, CSR(torch.zeros(n_users + 1, dtype=torch.long), torch.zeros(0, dtype=torch.long)),
                     {"all": None}, torch.arange(n_users))
-    from kgflow_plugins.metrics import recall, ndcg
+    from kgflow_plugins.metrics.ranking import recall, ndcg
 
     scores = torch.from_numpy(rng.normal(size=(n_users, n_items))).float()
     whole = RankingEvaluator(task, [5, 10], {"recall": recall, "ndcg": ndcg})

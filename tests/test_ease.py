@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from kgflow_plugins.ease import ease_weights
+from kgflow_plugins.encoders.ease import ease_weights
 
 
 def test_each_column_is_the_ridge_regression_of_that_item_on_the_others():
@@ -30,7 +30,7 @@ def test_each_column_is_the_ridge_regression_of_that_item_on_the_others():
 
 def test_scores_are_history_times_weights():
     x, b = ease_weights(np.array([0, 1, 1]), np.array([1, 0, 2]), 2, 3, 1.0)
-    from kgflow_plugins.ease import EASE
+    from kgflow_plugins.encoders.ease import EASE
 
     emb = EASE(x, b)()
     torch.testing.assert_close(emb.user @ emb.item.T, x @ b)

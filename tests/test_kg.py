@@ -16,7 +16,7 @@ from kgflow.errors import ConfigError, DataError
 from kgflow.plugin import BuilderContext
 from kgflow.registry import get_registry
 from kgflow.testing import run_fast, tiny_data
-from kgflow_plugins.sparse import FixedPattern, relational_mean
+from kgflow_plugins.encoders.sparse import FixedPattern, relational_mean
 
 
 def triples(rows: list[tuple[str, str, str]]) -> pd.DataFrame:
@@ -257,7 +257,7 @@ def test_kgat_stated_direction_propagates_facts_one_way_and_weights_reverses_for
     unpropagated reverse edge carries its fact's attention (explanations multiply weights along
     user -> liked item -> entity -> item)."""
     from kgflow.graph import EdgeBlock, assemble_graph
-    from kgflow_plugins.kg_encoders import KGAT, KGATParams
+    from kgflow_plugins.encoders.relational import KGAT, KGATParams
 
     graph = assemble_graph({"user": 1, "item": 2, "entity": 1},
                            [EdgeBlock("interact", np.array([0]), np.array([1])),
@@ -350,7 +350,7 @@ def test_transr_loss_matches_the_formula():
     from kgflow.graph import EdgeBlock, assemble_graph
     from kgflow.models import EncoderRecommender, GraphEncoder, KgEmbeddings
     from kgflow.plugin import ObjectiveContext
-    from kgflow_plugins.objectives import KgObjectiveParams, build_transr
+    from kgflow_plugins.objectives.kg import KgObjectiveParams, build_transr
 
     torch.manual_seed(0)
     graph = assemble_graph({"user": 1, "item": 2, "entity": 2},

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from kgflow.evaluation.ranking import CSR, EvalTask, RankingEvaluator
-from kgflow_plugins import metrics as M
+from kgflow_plugins.metrics import ranking as M
 
 # One user: ranks 1..5 hold relevant, -, relevant, -, - ; 3 relevant items in total.
 HITS = torch.tensor([[1.0, 0.0, 1.0, 0.0, 0.0]])
@@ -94,7 +94,7 @@ def test_cold_group_ranks_cold_items_among_themselves():
 def test_auc_against_hand_values():
     import torch
 
-    from kgflow_plugins.metrics import auc
+    from kgflow_plugins.metrics.ranking import auc
 
     inf = float("-inf")
     scores = torch.tensor([[0.9, 0.1, 0.5, inf, 0.3],     # masked item 3 is not a candidate

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from kgflow.plugin import PairVectors
-from kgflow_plugins.contrastive import info_nce
-from kgflow_plugins.losses import DirectAU, InBatchSoftmax, alignment, uniformity
+from kgflow_plugins.encoders.contrastive import info_nce
+from kgflow_plugins.objectives.losses import DirectAU, InBatchSoftmax, alignment, uniformity
 
 
 def _vectors(user, pos, neg, pos_id) -> PairVectors:

@@ -98,7 +98,7 @@ def test_a_truncated_checkpoint_says_what_to_do(finished, runner):
 
 def test_a_damaged_text_cache_says_what_to_do(tiny_bert, tmp_path, monkeypatch):
     from kgflow.errors import KgflowError
-    from kgflow_plugins.text import TextParams, cached_encode
+    from kgflow_plugins.text.encoding import TextParams, cached_encode
 
     monkeypatch.setenv("KGFLOW_HOME", str(tmp_path / "home"))
     params = TextParams(model=str(tiny_bert))

@@ -90,7 +90,7 @@ def test_feature_fusion_trains_and_scores_cold_items(tiny_bert, tmp_path):
 
 
 def test_embeddings_are_cached_and_reused(tiny_bert, tmp_path, monkeypatch):
-    import kgflow_plugins.text as text
+    import kgflow_plugins.text.encoding as text
 
     run_fast({"encoders": {"text": text_encoder(tiny_bert)}, "fusion": "feature"}, tmp_path / "a")
     monkeypatch.setattr(text, "encode", lambda *a, **k: pytest.fail("cache not used"))
@@ -214,7 +214,7 @@ def test_user_template_history_field_uses_training_items_only(tiny_bert):
     from kgflow.data.split import split_interactions
     from kgflow.data.preprocess import prepare_interactions
     from kgflow.config.schema import Preprocess, SplitConfig
-    from kgflow_plugins.text import TextParams, render, user_table
+    from kgflow_plugins.text.encoding import TextParams, render, user_table
 
     data = tiny_data()
     split = split_interactions(prepare_interactions(data, Preprocess()), SplitConfig(), 0)
@@ -235,7 +235,7 @@ def test_two_models_of_one_architecture_never_share_cached_vectors(tiny_bert, tm
     the same tiny BERT re-initialised) gets its own vectors, not the first model's."""
     import shutil
 
-    from kgflow_plugins.text import TextParams, cached_encode
+    from kgflow_plugins.text.encoding import TextParams, cached_encode
     from transformers import BertModel
 
     other = tmp_path / "other-bert"

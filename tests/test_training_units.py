@@ -13,7 +13,7 @@ from kgflow.plugin import LossContext, NoParams
 from kgflow.training.datamodule import PairBatches
 from kgflow.training.module import RecModule
 from kgflow.training.sampling import NegativeSampler
-from kgflow_plugins.losses import SoftmaxParams, bce, bpr, sampled_softmax
+from kgflow_plugins.objectives.losses import SoftmaxParams, bce, bpr, sampled_softmax
 
 
 def _softplus(x: float) -> float:  # -ln sigmoid(-x)
@@ -56,7 +56,7 @@ def test_lightgcn_propagation_equals_torch_geometric_lgconv():
     from torch_geometric.nn import LGConv
 
     from kgflow.graph import GraphBundle, GraphReport
-    from kgflow_plugins.encoders import LightGCN, LightGCNParams
+    from kgflow_plugins.encoders.id_based import LightGCN, LightGCNParams
 
     gen = torch.Generator().manual_seed(0)
     n_users, n_items = 7, 5
@@ -131,7 +131,7 @@ class _CountingObjective(AuxiliaryObjective):
 
 
 def test_alternating_objective_batches_follow_the_ranking_batches_and_train_only_themselves():
-    from kgflow_plugins.encoders import MF, MFParams
+    from kgflow_plugins.encoders.id_based import MF, MFParams
 
     users, items, sampler = _pairs()
     batches = PairBatches(users, items, sampler, batch_size=16, negatives=1, seed=0)

@@ -531,7 +531,7 @@ def _layers(ref: ComponentRef) -> int | None:
 
 def _whole_ranking(registry: Registry, name: str) -> bool:
     """Whether a metric is computed once over the whole ranking (auc) rather than at each k."""
-    from kgflow.plugin import MetricContext
+    from kgflow.registry.contexts import MetricContext
 
     try:
         comp = registry.get("metric", name)

@@ -69,7 +69,7 @@ def mask_known(scores: torch.Tensor, users: torch.Tensor, known: CSR | None) -> 
 def metric_functions(names: Iterable[str], registry: "Registry | None" = None) -> dict[str, MetricFn]:
     """The registered metrics called ``names``, built with their default parameters: what a run,
     the external-score evaluation and the benchmark scripts all rank with."""
-    from kgflow.plugin import MetricContext
+    from kgflow.registry.contexts import MetricContext
     from kgflow.registry import get_registry
 
     registry = registry or get_registry()

@@ -18,7 +18,7 @@ from kgflow.data.store import kgflow_home
 from kgflow.errors import KgflowError
 from kgflow.graph import GraphBundle
 from kgflow.models import Recommender
-from kgflow.plugin import BuilderContext, DatasetContext, EncoderContext, FusionContext
+from kgflow.registry.contexts import BuilderContext, DatasetContext, EncoderContext, FusionContext
 from kgflow.registry import Registry, get_registry
 
 

@@ -22,7 +22,7 @@ from kgflow.errors import KgflowError
 from kgflow.evaluation.ranking import metric_functions
 from kgflow.graph import GraphBundle
 from kgflow.models import AuxiliaryObjective, Recommender
-from kgflow.plugin import LossContext, ObjectiveContext
+from kgflow.registry.contexts import LossContext, ObjectiveContext
 from kgflow.registry import Registry, get_registry
 from kgflow.runs import environment
 from kgflow.runs.assembly import (Prepared, build_graph, build_recommender, count_parameters,  # noqa: F401

@@ -16,7 +16,7 @@ import pandas as pd
 from pydantic import Field
 
 from kgflow.plugin import (INTERACT, BuilderContext, Component, DataError, EdgeBlock, GraphBundle, NoParams,
-                           Params, assemble_graph, hookimpl, prepare_kg)
+                           Params, assemble_graph, prepare_kg)
 
 
 def interaction_block(ctx: BuilderContext) -> EdgeBlock:
@@ -202,8 +202,7 @@ def build_attribute_graph(params: AttributeGraphParams, ctx: BuilderContext) -> 
     return _compose(ctx, params, params.kg, params)
 
 
-@hookimpl
-def kgflow_components() -> list[Component]:
+def components() -> list[Component]:
     return [
         Component("builder", "user_item", build_user_item, NoParams,
                   "bipartite user-item graph of the training interactions", aliases=("bipartite",)),

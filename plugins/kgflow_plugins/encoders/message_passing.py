@@ -15,10 +15,9 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
-from kgflow.plugin import (Component, Embeddings, EncoderContext, GraphBundle, KgEmbeddings,
-                           hookimpl)
-from kgflow_plugins.encoders import EmbeddingParams
-from kgflow_plugins.kg_encoders import NodeTable
+from kgflow.plugin import (Component, Embeddings, EncoderContext, GraphBundle, KgEmbeddings)
+from kgflow_plugins.encoders.id_based import EmbeddingParams
+from kgflow_plugins.encoders.relational import NodeTable
 
 ACTIVATIONS = {"none": lambda x: x, "relu": F.relu, "leaky_relu": F.leaky_relu, "tanh": torch.tanh}
 
@@ -200,8 +199,7 @@ def _build(cls: type[PygEncoder]):
     return build
 
 
-@hookimpl
-def kgflow_components() -> list[Component]:
+def components() -> list[Component]:
     return [
         Component("encoder", "gcn", _build(GCNEncoder), GCNParams,
                   "graph convolution (torch-geometric GCNConv); learns a weight per relation type",

@@ -29,8 +29,7 @@ from pydantic import Field
 from torch import nn
 
 from kgflow.plugin import (Component, ConfigCheck, ConfigIssue, Embeddings, EncoderRecommender,
-                           FusionContext, GraphEncoder, KgflowError, NotSupportedError, Params, TrainedRun,
-                           hookimpl)
+                           FusionContext, GraphEncoder, KgflowError, NotSupportedError, Params, TrainedRun)
 
 
 class DistillParams(Params):
@@ -180,14 +179,12 @@ def check_teacher_reference(config, registry) -> list[ConfigIssue]:
     return []  # a run directory that is not there (yet) is reported when the run starts
 
 
-@hookimpl
-def kgflow_config_checks() -> list[ConfigCheck]:
+def config_checks() -> list[ConfigCheck]:
     return [ConfigCheck("distill-teacher", check_teacher_reference,
                         "the distillation teacher is a needs: entry or a finished run directory")]
 
 
-@hookimpl
-def kgflow_components() -> list[Component]:
+def components() -> list[Component]:
     return [Component("fusion", "distill", build_distill, DistillParams,
                       "a finished run (the teacher) distilled into the ID-only encoders.graph: "
                       "ranking distillation from its top-N plus InfoNCE embedding alignment",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from kgflow.plugin import Component, MetricContext, NoParams, hookimpl
+from kgflow.plugin import Component, MetricContext, NoParams
 
 
 def _positions(k: int, like: torch.Tensor) -> torch.Tensor:
@@ -82,8 +82,7 @@ def _factory(fn):
     return build
 
 
-@hookimpl
-def kgflow_components() -> list[Component]:
+def components() -> list[Component]:
     entries = [("recall", recall), ("precision", precision), ("hit", hit), ("mrr", mrr),
                ("ndcg", ndcg), ("map", average_precision)]
     entries.append(("auc", auc))

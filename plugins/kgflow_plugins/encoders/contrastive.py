@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
 
-from kgflow.plugin import Component, EncoderContext, Embeddings, GraphBundle, hookimpl
-from kgflow_plugins.encoders import LightGCN, LightGCNParams, _SymmetricSpMM, user_item_graph
+from kgflow.plugin import Component, EncoderContext, Embeddings, GraphBundle
+from kgflow_plugins.encoders.id_based import LightGCN, LightGCNParams, _SymmetricSpMM, user_item_graph
 
 #: one propagation layer over some graph (the full one, or a sampled neighbourhood)
 Step = Callable[[torch.Tensor], torch.Tensor]
@@ -168,8 +168,7 @@ def build_xsimgcl(params: XSimGCLParams, ctx: EncoderContext) -> XSimGCL:
     return XSimGCL(user_item_graph("xsimgcl", ctx), params)
 
 
-@hookimpl
-def kgflow_components() -> list[Component]:
+def components() -> list[Component]:
     return [
         Component("encoder", "simgcl", build_simgcl, SimGCLParams,
                   "SimGCL: LightGCN + contrastive views made by adding noise (Yu et al., SIGIR 2022)",

@@ -8,8 +8,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from kgflow.plugin import (Component, Embeddings, EncoderContext, GraphBundle, GraphEncoder, Params,
-                           hookimpl)
+from kgflow.plugin import (Component, Embeddings, EncoderContext, GraphBundle, GraphEncoder, Params)
 
 
 class EmbeddingParams(Params):
@@ -205,9 +204,8 @@ def build_lightgcn(params: LightGCNParams, ctx: EncoderContext) -> LightGCN:
     return LightGCN(user_item_graph("lightgcn", ctx), params)
 
 
-@hookimpl
-def kgflow_components() -> list[Component]:
-    from kgflow_plugins.text import TextParams, build_text
+def components() -> list[Component]:
+    from kgflow_plugins.text.encoding import TextParams, build_text
 
     return [
         Component("encoder", "text", build_text, TextParams,

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from kgflow.plugin import Component, EncoderContext, Embeddings, GraphEncoder, KgflowError, Params, hookimpl
+from kgflow.plugin import Component, EncoderContext, Embeddings, GraphEncoder, KgflowError, Params
 
 
 class EASEParams(Params):
@@ -74,7 +74,6 @@ def build_ease(params: EASEParams, ctx: EncoderContext) -> EASE:
     return EASE(*ease_weights(train.user, train.item, n_users, n_items, params.l2))
 
 
-@hookimpl
-def kgflow_components() -> list[Component]:
+def components() -> list[Component]:
     return [Component("encoder", "ease", build_ease, EASEParams,
                       "EASE: closed-form item-item model, no training (Steck, WWW 2019)")]

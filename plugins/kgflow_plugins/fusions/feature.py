@@ -18,8 +18,8 @@ from torch import nn
 
 from kgflow.plugin import (Component, ConfigCheck, ConfigIssue, Embeddings, EncoderRecommender,
                            FusionContext, GraphEncoder, NoParams, NotSupportedError, Params,
-                           Recommender, fold_in, hookimpl, typical_user_norm)
-from kgflow_plugins.text import ReportsText, SavesLanguageModel, TrainableText
+                           Recommender, fold_in, typical_user_norm)
+from kgflow_plugins.text.encoding import ReportsText, SavesLanguageModel, TrainableText
 
 #: what a fusion that trains the language model (joint, lm_only) declares it provides
 TRAINS_TEXT = "trains_text"
@@ -221,8 +221,8 @@ def check_text_training(config, registry) -> list[ConfigIssue]:
 
 def check_adapter_targets(config, registry) -> list[ConfigIssue]:
     """``target_modules`` must name modules of the chosen model (read from its config only)."""
-    from kgflow_plugins.adapters import apply_adapter, missing_targets, module_names, skeleton
-    from kgflow_plugins.text import resolve_model
+    from kgflow_plugins.text.adapters import apply_adapter, missing_targets, module_names, skeleton
+    from kgflow_plugins.text.encoding import resolve_model
 
     issues = []
     for role, ref in config.encoders.items():
@@ -255,8 +255,8 @@ def check_adapter_targets(config, registry) -> list[ConfigIssue]:
 
 def check_top_layers(config, registry) -> list[ConfigIssue]:
     """``freeze: top_layers`` cannot train more blocks than the model has (read from its config)."""
-    from kgflow_plugins.adapters import skeleton, transformer_blocks
-    from kgflow_plugins.text import resolve_model
+    from kgflow_plugins.text.adapters import skeleton, transformer_blocks
+    from kgflow_plugins.text.encoding import resolve_model
 
     issues = []
     for role, ref in config.encoders.items():
@@ -275,8 +275,7 @@ def check_top_layers(config, registry) -> list[ConfigIssue]:
     return issues
 
 
-@hookimpl
-def kgflow_components() -> list[Component]:
+def components() -> list[Component]:
     return [
         Component("fusion", "none", build_none, NoParams,
                   "no fusion: the graph encoder alone (encoders.graph)", aliases=("id-only",),
@@ -293,8 +292,7 @@ def kgflow_components() -> list[Component]:
     ]
 
 
-@hookimpl
-def kgflow_config_checks() -> list[ConfigCheck]:
+def config_checks() -> list[ConfigCheck]:
     return [ConfigCheck("text-training", check_text_training,
                         "a text encoder that trains goes with fusion joint, and joint with one that trains"),
             ConfigCheck("adapter-targets", check_adapter_targets,

@@ -22,9 +22,9 @@ from pydantic import Field
 from torch import nn
 
 from kgflow.plugin import (Component, DataError, Embeddings, EncoderContext, GraphBundle, GraphEncoder,
-                           KgEmbeddings, hookimpl)
-from kgflow_plugins.encoders import EmbeddingParams, _embedding
-from kgflow_plugins.sparse import CHUNK, FixedPattern, relational_mean
+                           KgEmbeddings)
+from kgflow_plugins.encoders.id_based import EmbeddingParams, _embedding
+from kgflow_plugins.encoders.sparse import CHUNK, FixedPattern, relational_mean
 
 
 def _check_graph(graph: GraphBundle, name: str) -> None:
@@ -447,8 +447,7 @@ def build_kgin(params: KGINParams, ctx: EncoderContext) -> KGIN:
     return KGIN(ctx.graph, params)
 
 
-@hookimpl
-def kgflow_components() -> list[Component]:
+def components() -> list[Component]:
     return [
         Component("encoder", "kgat", build_kgat, KGATParams,
                   "KGAT: attentive relational propagation, bi-interaction, concatenated layers "

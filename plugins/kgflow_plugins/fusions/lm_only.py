@@ -16,10 +16,9 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from kgflow.plugin import (Component, Embeddings, FusionContext, NotSupportedError, Params, Recommender,
-                           hookimpl, in_sorted)
-from kgflow_plugins.fusions import TRAINS_TEXT
-from kgflow_plugins.text import SavesLanguageModel, TrainableText, pool, training_items_by_user
+from kgflow.plugin import (Component, Embeddings, FusionContext, NotSupportedError, Params, Recommender, in_sorted)
+from kgflow_plugins.fusions.feature import TRAINS_TEXT
+from kgflow_plugins.text.encoding import SavesLanguageModel, TrainableText, pool, training_items_by_user
 
 
 class LmOnlyParams(Params):
@@ -137,7 +136,7 @@ class CrossEncoderRecommender(SavesLanguageModel, Recommender):
 def pointwise_eval(model: CrossEncoderRecommender, split, pairs: int, seed: int) -> dict:
     """AUC and accuracy (logit > 0 means "like") on test interactions, each paired with one item
     the user has nowhere in the data, drawn with ``seed``: the pointwise view TALLRec reports."""
-    from kgflow_plugins.metrics import auc
+    from kgflow_plugins.metrics.ranking import auc
 
     rng = np.random.default_rng(seed)
     test = split.test
@@ -174,8 +173,7 @@ def build_lm_only(params: LmOnlyParams, ctx: FusionContext) -> CrossEncoderRecom
     return CrossEncoderRecommender(text, tokens, params, ctx.split, ctx.seed)
 
 
-@hookimpl
-def kgflow_components() -> list[Component]:
+def components() -> list[Component]:
     return [Component("fusion", "lm_only", build_lm_only, LmOnlyParams,
                       "the language model alone: a sequence classifier over (user text, item text) "
                       "pairs with its adapter (encoders.text)", roles=("text",), provides=(TRAINS_TEXT,))]

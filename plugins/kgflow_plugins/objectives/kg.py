@@ -18,7 +18,7 @@ from pydantic import Field
 from torch import nn
 
 from kgflow.plugin import (AuxiliaryObjective, Component, GraphBundle, GraphEncoder, KgEmbeddings,
-                           KgflowError, ObjectiveContext, Params, hookimpl, in_sorted)
+                           KgflowError, ObjectiveContext, Params, in_sorted)
 
 
 class KgObjectiveParams(Params):
@@ -190,8 +190,7 @@ def build_transr(params: KgObjectiveParams, ctx: ObjectiveContext) -> KgObjectiv
     return KgObjective(params, ctx, project=True)
 
 
-@hookimpl
-def kgflow_components() -> list[Component]:
+def components() -> list[Component]:
     return [
         Component("objective", "transe", build_transe, KgObjectiveParams,
                   "TransE on the graph's facts: ||h + r - t||^2, true below corrupted",
