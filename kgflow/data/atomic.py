@@ -49,10 +49,10 @@ def read_atomic_text(path: str | Path, encoding: str = "utf-8"
         types.append(m.group(2))
     if len(set(names)) != len(names):
         raise DataError(f"{path}:1: duplicate field names in header {names}")
-    lines = np.asarray(row_lines(text), dtype=np.int64)
+    physical = text.split("\n")
+    lines = np.asarray(row_lines(physical), dtype=np.int64)
     if not len(lines):
         raise DataError(f"{path}: has a header but no rows")
-    physical = text.split("\n")
     fields = np.fromiter((physical[n - 1].count("\t") + 1 for n in lines), dtype=np.int64,
                          count=len(lines))
     frame = parse_rows(text, path, sep="\t", skiprows=1, header=None, names=names,

@@ -55,13 +55,19 @@ def _numbers(values: pd.Series, name: str, reasons: dict[str, np.ndarray],
              limit: Optional[float] = None) -> pd.Series:
     """``values`` as floats; marks rows that are empty, not numbers, not finite or beyond
     ``limit`` -- unless the column is empty throughout (the dataset has no such field)."""
-    numeric = pd.to_numeric(values, errors="coerce").astype(float)
-    empty = values.isna().to_numpy() if pd.api.types.is_numeric_dtype(values) else _empty_text(values)
-    if empty.all():
-        return numeric
-    text = values.astype(str).str.strip().str.lower()
-    spelled_nan = text.isin(["nan", "+nan", "-nan"]).to_numpy()
-    unparsed = numeric.isna().to_numpy() & ~empty & ~spelled_nan
+    if pd.api.types.is_numeric_dtype(values):  # numbers already: only missing or infinite ones
+        numeric = values.astype(float)
+        empty = numeric.isna().to_numpy()
+        if empty.all():
+            return numeric
+        unparsed = np.zeros(len(values), dtype=bool)
+    else:  # the file's text: parse it, telling an empty field from one that is no number
+        numeric = pd.to_numeric(values, errors="coerce").astype(float)
+        empty = _empty_text(values)
+        if empty.all():
+            return numeric
+        spelled_nan = values.astype(str).str.strip().str.lower().isin(["nan", "+nan", "-nan"]).to_numpy()
+        unparsed = numeric.isna().to_numpy() & ~empty & ~spelled_nan
     finite = np.isfinite(numeric.to_numpy())
     reasons[f"empty {name}"] = empty
     reasons[f"{name} not a number"] = unparsed

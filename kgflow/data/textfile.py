@@ -75,10 +75,11 @@ def read_text(path: str | Path, encoding: str = "utf-8") -> str:
     return decode(read_bytes(path), path, encoding)
 
 
-def row_lines(text: str, skip: int = 1) -> list[int]:
+def row_lines(text: str | list[str], skip: int = 1) -> list[int]:
     """The 1-based line numbers of the non-empty lines after the first ``skip``: the line each data
-    row of a file without quoted line breaks came from (pandas skips blank lines)."""
-    lines = text.split("\n")
+    row of a file without quoted line breaks came from (pandas skips blank lines). ``text`` may
+    be given already split at its newlines."""
+    lines = text.split("\n") if isinstance(text, str) else text
     return [number for number, line in enumerate(lines[skip:], start=skip + 1)
             if line.rstrip("\r")]
 
