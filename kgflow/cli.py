@@ -385,9 +385,11 @@ def recommend(run_dir: str, users: tuple[str, ...], liked: tuple[str, ...], prof
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
-@click.option("--what", required=True, help="topk, embeddings, or an export the run's model "
-              "offers (text-model: a jointly trained language model with its adapter merged).")
-@click.option("--k", "k", default=50, show_default=True, help="topk: items per user.")
+@click.option("--what", required=True, help="topk, embeddings, index (an ANN index of the item "
+              "vectors, needs the ann extra), or an export the run's model offers (text-model: a "
+              "jointly trained language model with its adapter merged).")
+@click.option("--k", "k", default=50, show_default=True, help="topk: items per user; index: recall@k "
+              "is measured at 10 and at k.")
 @click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True)
 @click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
               help="File to write (default: RUN_DIR/exports/<what>.<format>); never overwritten "
@@ -404,20 +406,30 @@ def export(run_dir: str, what: str, k: int, fmt: str, out: str | None, overwrite
 
     run = TrainedRun.load(run_dir)
     extra = run.model.exports()
-    if what not in ("topk", "embeddings", *extra):
-        raise click.BadParameter(f"{what!r}; this run offers: {', '.join(['topk', 'embeddings', *extra])}",
-                                 param_hint="--what")
-    if what in extra:  # a folder the model writes itself
+    if what not in ("topk", "embeddings", "index", *extra):
+        raise click.BadParameter(f"{what!r}; this run offers: "
+                                 f"{', '.join(['topk', 'embeddings', 'index', *extra])}", param_hint="--what")
+    if what == "index":  # an ANN index folder (kgflow.ann), with its measured recall
+        from kgflow.ann import export_index
+
+        extra = {"index": lambda folder: export_index(run, folder, [10, k])}
+    if what in extra:  # a folder written whole, then moved into place
         folder = Path(out) if out else Path(run_dir) / "exports" / what
         if folder.exists() and not overwrite:
             raise KgflowError(f"{folder} exists; pass --overwrite to replace it")
         tmp = folder.with_name(f".{folder.name}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        extra[what](tmp)
+        written = extra[what](tmp)
         if folder.exists():
             shutil.rmtree(folder)
         tmp.replace(folder)
         click.echo(f"wrote {folder}")
+        if what == "index":
+            recalls = ", ".join(f"{key} {value:.4f}" for key, value in written.items()
+                                if key.startswith("recall@"))
+            click.echo(f"index of {written['items']:,} items: {recalls} against exact ranking "
+                       f"({written['users_measured']:,} users), {written['query_ms_per_user']:.3f} "
+                       f"ms per query")
         return
     target = Path(out) if out else Path(run_dir) / "exports" / f"{what}.{fmt}"
     if target.exists() and not overwrite:
@@ -434,6 +446,29 @@ def export(run_dir: str, what: str, k: int, fmt: str, out: str | None, overwrite
         frame.to_parquet(tmp, index=False) if fmt == "parquet" else frame.to_csv(tmp, index=False)
         tmp.replace(path)
         click.echo(f"wrote {path} ({len(frame):,} rows)")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0 for every interface).")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Worker processes; each loads the run (memory grows with them).")
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1),
+              help="torch threads per worker (one suits many small concurrent requests).")
+@click.option("--max-k", default=1000, show_default=True, type=click.IntRange(min=1),
+              help="The largest k a request may ask for.")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+def serve(run_dir: str, host: str, port: int, workers: int, threads: int, max_k: int,
+          log_level: str) -> None:
+    """Serve a finished run over HTTP (needs the serve extra: pip install "kgflow[serve]"):
+    top-k for known and new users, batches, similar items, KG-path explanations; OpenAPI at
+    /docs. The run is loaded once, from RUN_DIR alone."""
+    from kgflow.serving.server import serve as start
+
+    start(run_dir, host, port, workers, max_k, threads, log_level)
 
 
 @cli.command("compare")

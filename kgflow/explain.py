@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from kgflow.inference import TrainedRun
+from kgflow.inference import TrainedRun, item_titles
 
 
 @dataclass
@@ -77,16 +77,7 @@ class Explainer:
         with torch.no_grad():
             items = run.model().item.float()
         self.items = torch.nn.functional.normalize(items, dim=1).numpy()
-        self.titles = self._titles()
-
-    def _titles(self) -> dict[str, str]:
-        table = self.run.prepared.data.items  # type: ignore[attr-defined]
-        if table is None:
-            return {}
-        for column in table.columns:
-            if "title" in str(column).lower() or "name" in str(column).lower():
-                return table[column].astype(str).to_dict()
-        return {}
+        self.titles = item_titles(run)
 
     def node_label(self, node: int) -> str:
         names = self.run.graph.extra_names

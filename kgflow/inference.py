@@ -195,6 +195,18 @@ class TrainedRun:
         return users, items
 
 
+def item_titles(run: TrainedRun) -> dict[str, str]:
+    """Item titles by original id, from the dataset's item table when it has a title (or name)
+    column; empty otherwise."""
+    table = run.prepared.data.items  # type: ignore[attr-defined]
+    if table is None:
+        return {}
+    for column in table.columns:
+        if "title" in str(column).lower() or "name" in str(column).lower():
+            return table[column].astype(str).to_dict()
+    return {}
+
+
 def _positions(known: np.ndarray, wanted: list[str], what: str) -> np.ndarray:
     ids = pd.Index(known.astype(str))
     position = ids.get_indexer([str(w) for w in wanted])

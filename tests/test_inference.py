@@ -236,3 +236,15 @@ def test_data_paths_from_set_are_relative_to_the_current_directory(runner, tmp_p
     params = loaded.config.dataset.parsed
     assert params.interactions.path == str(REPO / "examples" / "csv-data" / "ratings.csv")
     assert params.items.path == str(REPO / "examples" / "csv-data" / "books.csv")
+
+
+def test_a_run_that_never_validated_during_training_still_serves(tmp_path):
+    """eval_every beyond the epochs: no best epoch was chosen, so the final weights are the
+    run's model; they are saved, serve, and reproduce the reported test metrics."""
+    from conftest import assert_reported_metrics_reproduce
+
+    out = tmp_path / "once"
+    run_fast({"train": {"epochs": 2, "eval_every": 5, "early_stopping": None}}, out)
+    assert (out / "checkpoints" / "best.ckpt").is_file()
+    assert_reported_metrics_reproduce(out, beats_random=False)
+    assert len(TrainedRun.load(out).recommend([str(TrainedRun.load(out).split.user_ids[0])], k=3)) == 3

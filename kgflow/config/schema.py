@@ -155,8 +155,13 @@ class TrainConfig(Strict):
     weight_decay: float = Field(0.0, ge=0)
     eval_every: int = Field(1, ge=1, description="validate every N epochs")
     init_from: Optional[str] = Field(
-        None, description="warm start: a finished run directory on the same split whose best weights "
-        "initialise every parameter with the same name and shape (the rest keep their own init)")
+        None, description="warm start: a finished run directory whose best weights initialise this "
+        "run (see init_match)")
+    init_match: Literal["split", "ids"] = Field(
+        "split", description="split: init_from ran on this very split; every parameter of the same "
+        "name and shape is copied. ids: init_from ran on another snapshot of the data (retraining "
+        "as data arrives); user, item and entity rows are carried by original id, new ones are "
+        "folded in from their interactions, vanished ones dropped (docs/deploy.md)")
     sampling: Sampling = Field(default_factory=Sampling,
                                description="full-graph or sampled-subgraph (mini-batch) training")
     early_stopping: Optional[EarlyStopping] = Field(default_factory=EarlyStopping,
@@ -214,6 +219,10 @@ class PipelineConfig(Strict):
     objective: Objective = Field(default_factory=Objective)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    tracking: list[ComponentRef] = Field(
+        default_factory=list, description="experiment trackers the run reports to, beside its CSV "
+        "log: [{name: tensorboard}, {name: mlflow, params: {tracking_uri: ...}}, {name: wandb, "
+        "params: {mode: offline}}] (docs/deploy.md)")
     trainer: dict[str, Any] = Field(default_factory=dict,
                                     description="passed to lightning.Trainer (accelerator, precision, ...)")
 

@@ -27,7 +27,7 @@ from kgflow.registry.component import _DataPathMarker
 RESERVED_TRAINER_KEYS = {
     "max_epochs": "train.epochs",
     "callbacks": "train.early_stopping (kgflow adds its own callbacks)",
-    "logger": "the run directory's CSV log (kgflow sets it)",
+    "logger": "tracking: [{name: tensorboard}, {name: mlflow}, {name: wandb}] (kgflow keeps its CSV log too)",
     "default_root_dir": "--out on the command line",
     "check_val_every_n_epoch": "train.eval_every",
     "enable_checkpointing": "the run directory's checkpoints (always on)",
@@ -134,6 +134,37 @@ def _trainer_issues(trainer: dict[str, Any], located: Located) -> list[ConfigIss
             issues.append(ConfigIssue(f"unknown lightning.Trainer argument {key!r}",
                                       path=format_path(path), file=file, line=line, hint=hint))
     return issues + _distributed_issues(trainer, located)
+
+
+def _tracking_issues(config: PipelineConfig, located: Located) -> list[ConfigIssue]:
+    """Unknown trackers, their parameters' mistakes, and trackers whose package is missing."""
+    import importlib.util
+
+    from kgflow.config.tracking import TRACKERS
+
+    issues: list[ConfigIssue] = []
+    names = [ref.name for ref in config.tracking]
+    for n, ref in enumerate(config.tracking):
+        path: YamlPath = ("tracking", n)
+        file, line = located.where(path + ("name",))
+        if ref.name not in TRACKERS:
+            hint = _did_you_mean(ref.name, TRACKERS) or "trackers: " + ", ".join(TRACKERS)
+            issues.append(ConfigIssue(f"unknown tracker {ref.name!r}", path=format_path(path + ("name",)),
+                                      file=file, line=line, hint=hint))
+            continue
+        if names.index(ref.name) != n:
+            issues.append(ConfigIssue(f"tracker {ref.name!r} is listed twice", path=format_path(path),
+                                      file=file, line=line))
+        params, package, extra = TRACKERS[ref.name]
+        try:
+            ref._parsed = params.model_validate(ref.params)
+        except ValidationError as exc:
+            issues += issues_from_validation(exc, located, path + ("params",), params)
+        if importlib.util.find_spec(package) is None:
+            issues.append(ConfigIssue(f"tracker {ref.name!r} needs the {package} package, which is not "
+                                      "installed", path=format_path(path), file=file, line=line,
+                                      hint=f'pip install "kgflow[{extra}]"'))
+    return issues
 
 
 def _distributed_issues(trainer: dict[str, Any], located: Located) -> list[ConfigIssue]:
@@ -563,6 +594,7 @@ def validate_located(located: Located, source: str, registry: Registry | None = 
         raise ConfigError(requirement_issues, source)
     issues = resolve_components(config, located, registry)
     issues += _trainer_issues(config.trainer, located)
+    issues += _tracking_issues(config, located)
     needs: dict[str, LoadedPipeline] = {}
     issues += _need_issues(config, located, registry, source, needs)
     # Plugins' cross-cutting checks run too, so that a file's independent mistakes are all

@@ -150,6 +150,10 @@ def _entry_points() -> list[md.EntryPoint]:
     return list(unique.values())
 
 
+def _is_entry_point(target: Any) -> bool:
+    return all(hasattr(target, attr) for attr in ("load", "group", "value"))
+
+
 def _allowed(dist_name: str) -> bool:
     """Plugin controls: kgflow's own components always load; others obey the allowlist and the
     autoload switch."""
@@ -195,7 +199,9 @@ def build_registry(extra_plugins: Iterable[tuple[str, Any]] = (), *,
 
     for name, dist, version, target in candidates:
         try:
-            obj = target.load() if isinstance(target, md.EntryPoint) else target
+            # duck-typed: packages that import the importlib_metadata backport (MLflow does) make
+            # importlib.metadata hand out the backport's EntryPoint class instead of its own
+            obj = target.load() if _is_entry_point(target) else target
             if pm.is_registered(obj):  # e.g. a test registers a module its entry point loaded
                 continue
             pm.register(obj, name=name)

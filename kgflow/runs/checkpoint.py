@@ -70,7 +70,8 @@ def warm_start(model: torch.nn.Module, run_dir: str | Path, fingerprint: str) ->
     theirs = json.loads(metrics_file.read_text()).get("data_fingerprint")
     if theirs != fingerprint:
         raise RunDirError(f"train.init_from: {path} was trained on split {theirs}, this run's split is "
-                          f"{fingerprint}; its weights have seen data this split may test on")
+                          f"{fingerprint}; its weights have seen data this split may test on (for a run on an "
+                          "earlier snapshot of the data, set train.init_match: ids)")
     source = model_state(checkpoint)
     own = model.state_dict()
     usable = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}

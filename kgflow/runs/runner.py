@@ -32,6 +32,7 @@ from kgflow.runs.history import keep_before_resume, restore_after_resume
 from kgflow.runs.interrupt import RunInterrupted, StopOnSignal, resume_hint
 from kgflow.runs.rundir import RunDir, atomic_write_json, atomic_write_text
 from kgflow.runs.snapshot import save_snapshot
+from kgflow.runs.tracking import build_trackers, finish_trackers, start_trackers
 from kgflow.training.distributed import devices_per_node, is_distributed, launch_rank
 
 
@@ -178,6 +179,7 @@ def _run_pipeline(loaded: LoadedPipeline, out: str | Path | None, *, overwrite: 
     # left after filtering, a component refusing its inputs) happens before the run directory is
     # created or an old run is replaced: such a failure leaves nothing behind.
     started = False
+    trackers: list[Any] = []
     t_start = time.perf_counter()
     try:
         prepared = prepare(loaded, registry)
@@ -195,7 +197,13 @@ def _run_pipeline(loaded: LoadedPipeline, out: str | Path | None, *, overwrite: 
         graph = build_graph(loaded, prepared, registry)
         echo("graph: " + "; ".join(graph.report.lines()))
         model = build_recommender(loaded, prepared, graph, registry, needs=needs)
-        if cfg.train.init_from and not resume:
+        carried = None
+        if cfg.train.init_from and not resume and cfg.train.init_match == "ids":
+            from kgflow.runs.carry import carry_by_ids
+
+            carried = carry_by_ids(model, split, graph, cfg.train.init_from)
+            echo(f"init_from {cfg.train.init_from} (by id): {carried.line()}")
+        elif cfg.train.init_from and not resume:
             from kgflow.runs.checkpoint import warm_start
 
             copied, fresh = warm_start(model, cfg.train.init_from, fingerprint)
@@ -208,6 +216,10 @@ def _run_pipeline(loaded: LoadedPipeline, out: str | Path | None, *, overwrite: 
             start_run_dir(run, loaded, overwrite=overwrite, resume=resume)
             started = True
             save_snapshot(run.path, prepared.data, split)  # serving reads it, not the raw data
+            # trackers join once the run directory exists (they write into it by default)
+            trackers = build_trackers(cfg, run.path, resume)
+            trainer.loggers = [*trainer.loggers, *trackers]
+            start_trackers(trackers, cfg, run.path, fingerprint)
             atomic_write_json(run.path / "graph.json", graph.report.as_dict())
             plugins = [{"name": p.name, "package": p.package, "version": p.version}
                        for p in registry.plugins]
@@ -232,6 +244,11 @@ def _run_pipeline(loaded: LoadedPipeline, out: str | Path | None, *, overwrite: 
             echo("the model has no trainable parameters: evaluating without training")
         fit_seconds = time.perf_counter() - t_fit
         best = checkpoint.best_model_path or None
+        if best is None and parameters["trainable"]:
+            # no validation ran during training (eval_every beyond the epochs): the final weights
+            # are the run's model, saved where serving and warm starts look for it
+            best = str(run.checkpoints / "best.ckpt")
+            trainer.save_checkpoint(best, weights_only=True)
         train_epochs = list(module.timing["train_epoch"])
         if best:
             read_checkpoint(best)
@@ -266,6 +283,8 @@ def _run_pipeline(loaded: LoadedPipeline, out: str | Path | None, *, overwrite: 
             "accelerator": str(trainer.accelerator.__class__.__name__).replace("Accelerator", "").lower(),
             "processes": trainer.world_size,
         }
+        if carried is not None:
+            result["warm_start"] = carried.as_dict()
         neighbors = datamodule.train_batches.neighbors
         if neighbors is not None:
             from kgflow.training.neighbors import backend_name
@@ -278,6 +297,7 @@ def _run_pipeline(loaded: LoadedPipeline, out: str | Path | None, *, overwrite: 
             atomic_write_text(run.path / "report.md", render_report(loaded, result, graph))
             restore_after_resume(run.path / "logs")
             run.finish()
+            finish_trackers(trackers, "success")
         return result
     except BaseException as exc:
         if writer and started and isinstance(exc, RunInterrupted):
@@ -285,9 +305,11 @@ def _run_pipeline(loaded: LoadedPipeline, out: str | Path | None, *, overwrite: 
                 f" --set '{o}'" for o in loaded.overrides)
             hint = resume_hint(command, (run.checkpoints / "last.ckpt").is_file())
             run.fail(str(exc), state="interrupted", hint=hint)
+            finish_trackers(trackers, "failed")
             raise RunInterrupted(exc.signum, f"{exc}; {hint}") from None
         if writer and started:
             run.fail(f"{type(exc).__name__}: {exc}")
+            finish_trackers(trackers, "failed")
         elif writer:
             run.release()  # nothing was started: the next attempt may take the directory
         raise
@@ -345,7 +367,8 @@ def build_objectives(loaded: LoadedPipeline, split: Split, model: Recommender, g
 def build_training(loaded: LoadedPipeline, split: Split, model: Recommender, run: RunDir,
                    registry: Registry, progress: bool | None,
                    graph: GraphBundle | None = None, extra_callbacks: list[Any] = ()) -> tuple[Any, Any, Any, Any]:
-    """The Lightning trainer, module and data module for a model, with kgflow's callbacks."""
+    """The Lightning trainer, module and data module for a model, with kgflow's callbacks and its
+    CSV log (the pipeline's trackers join once the run directory exists)."""
     import lightning as L
     import torch
     from lightning.pytorch.callbacks import ModelCheckpoint
@@ -471,4 +494,14 @@ def render_report(loaded: LoadedPipeline, result: dict[str, Any], graph: GraphBu
                   f"- {skipped['count']:,} bad interaction row(s) skipped "
                   f"(preprocess.on_bad_rows: skip): {reasons}"]
         lines += [f"- {example}" for example in skipped["examples"]]
+    carried = result.get("warm_start")
+    if carried:
+        u, i, n = carried["users"], carried["items"], carried["new_rows"]
+        lines += ["", "## warm start (by id)", "", f"- from {carried['from']}",
+                  f"- users: {u['carried']:,} carried, {u['new']:,} new, {u['vanished']:,} vanished",
+                  f"- items: {i['carried']:,} carried, {i['new']:,} new, {i['vanished']:,} vanished",
+                  f"- new rows: {n['folded_in']:,} folded in from their interactions, "
+                  f"{n['initialised']:,} at the model's initialisation",
+                  f"- tensors: {carried['tensors']['by_id']} by id, {carried['tensors']['copied']} "
+                  f"copied, {carried['tensors']['fresh']} fresh"]
     return "\n".join(lines) + "\n"
