@@ -4,8 +4,8 @@
     python benchmarks/retrain.py --work W [--chunks 6] [--set train.early_stopping.patience=10]
 
 The positive interactions (rating >= 4) are ordered by time and cut into ``--chunks`` equal parts
-C0..C(n-1). Period t (t = 1 .. n-2) trains on C0..Ct (its last 10% by time is the validation part)
-and is tested on C(t+1), the interactions that arrive next, restricted to users and items the
+C0..C(n-1). Period t (t = 1 .. n-2) trains on C0..Ct (each user's latest 10% of it, by time, is
+the validation part, for users with 5 or more interactions) and is tested on C(t+1), the interactions that arrive next, restricted to users and items the
 period's training part has (a model cannot rank someone it has never seen, however trained). Each
 period is written as a RecBole benchmark split (``split: predefined``) and run twice with the same
 pipeline (LightGCN of pipelines/movielens-lightgcn.yaml, same early stopping): from scratch, and
@@ -81,9 +81,13 @@ def main() -> None:
     previous_warm: Path | None = None
     for t in range(1, args.chunks - 1):
         history, test = frame.iloc[:bounds[t + 1]], frame.iloc[bounds[t + 1]:bounds[t + 2]]
-        cut = int(len(history) * 0.9)
+        # each user's latest tenth (by time) validates: a global time cut would leave almost only
+        # users the training part has never seen
+        rank = history.groupby("user_id").cumcount(ascending=False)
+        size = history.groupby("user_id")["item_id"].transform("size")
+        held = (size >= 5) & (rank < np.maximum(1, (size * 0.1).astype(int)))
         folder = args.work / f"period-{t}" / "split"
-        sizes = write_split(folder, history.iloc[:cut], history.iloc[cut:], test)
+        sizes = write_split(folder, history[~held], history[held], test)
         base = [f"split={{method: predefined, path: {folder}}}", *args.sets]
         scratch = run(args.pipeline, args.work / f"period-{t}" / "scratch", base)
         if previous_warm is None:

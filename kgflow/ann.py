@@ -107,10 +107,14 @@ class ItemIndex:
     """A written index folder, loaded for queries: ``ItemIndex(folder).search(vectors, k)``
     gives item ids and scores; ``user_vector(user)`` looks a known user's vector up."""
 
-    def __init__(self, folder: str | Path) -> None:
+    def __init__(self, folder: str | Path, ef_search: int | None = None) -> None:
+        """``ef_search``: candidates per query, overriding the exported setting (higher: better
+        recall, slower queries)."""
         faiss = _faiss()
         folder = Path(folder)
         self.index = faiss.read_index(str(folder / "items.faiss"))
+        if ef_search is not None:
+            self.index.hnsw.efSearch = ef_search
         self.item_ids = pd.read_parquet(folder / "items.parquet")["item"].to_numpy()
         self._users = pd.read_parquet(folder / "users.parquet").set_index("user")
         self.info = json.loads((folder / "index.json").read_text())

@@ -398,8 +398,12 @@ def recommend(run_dir: str, users: tuple[str, ...], liked: tuple[str, ...], prof
 @click.option("--chunk", type=click.IntRange(min=1), default=None,
               help="Users scored at once (bounds memory at chunk x items; default: the pipeline's "
               "eval.batch_users).")
+@click.option("--ef-search", type=click.IntRange(min=1), default=128, show_default=True,
+              help="index: HNSW candidates per query (higher: better recall, slower queries).")
+@click.option("--hnsw-m", type=click.IntRange(min=2), default=32, show_default=True,
+              help="index: HNSW links per node (higher: better recall, more memory).")
 def export(run_dir: str, what: str, k: int, fmt: str, out: str | None, overwrite: bool,
-           chunk: int | None) -> None:
+           chunk: int | None, ef_search: int, hnsw_m: int) -> None:
     """Export a finished run's top-k lists (every user; training items skipped, as in evaluation),
     its user and item embeddings with the original ids, or what its model offers (text-model)."""
     from kgflow.inference import TrainedRun
@@ -412,7 +416,8 @@ def export(run_dir: str, what: str, k: int, fmt: str, out: str | None, overwrite
     if what == "index":  # an ANN index folder (kgflow.ann), with its measured recall
         from kgflow.ann import export_index
 
-        extra = {"index": lambda folder: export_index(run, folder, [10, k])}
+        extra = {"index": lambda folder: export_index(run, folder, [10, k], m=hnsw_m,
+                                                       ef_search=ef_search)}
     if what in extra:  # a folder written whole, then moved into place
         folder = Path(out) if out else Path(run_dir) / "exports" / what
         if folder.exists() and not overwrite:

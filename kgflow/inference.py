@@ -48,24 +48,12 @@ class TrainedRun:
     def load(cls, path: str | Path) -> "TrainedRun":
         from kgflow.config import load_pipeline
         from kgflow.registry import get_registry
-        from kgflow.runs.rundir import RUN_FORMAT
         from kgflow.runs.assembly import Prepared, build_graph, build_recommender, prepare
         from kgflow.runs.snapshot import has_snapshot, load_snapshot
 
         path = Path(path)
-        status_file, metrics_file = path / "run.json", path / "metrics.json"
-        if not status_file.is_file():
-            raise RunDirError(f"{path}: not a kgflow run directory (no run.json)")
-        status = json.loads(status_file.read_text())
-        if status.get("format") != RUN_FORMAT:
-            raise RunDirError(f"{path}: run format {status.get('format')} was written by kgflow "
-                              f"{status.get('kgflow', '?')}; this kgflow reads format {RUN_FORMAT}")
-        if status.get("state") != "finished" or not metrics_file.is_file():
-            raise RunDirError(f"{path}: the run is {status.get('state', 'incomplete')}, not finished; "
-                              f"finish it with: kgflow run {status.get('pipeline', 'PIPELINE')} "
-                              f"--out {path} --resume")
+        metrics = check_finished(path)
         checkpoint = path / "checkpoints" / "best.ckpt"
-        metrics = json.loads(metrics_file.read_text())
         # serving needs none of the pipelines the run depended on (a teacher): not even their files
         loaded = load_pipeline(path / "resolved.yaml", ["needs={}"])
         registry = get_registry()
@@ -193,6 +181,28 @@ class TrainedRun:
         items = pd.DataFrame(emb.item.float().numpy(), index=pd.Index(self.split.item_ids, name="item"))
         users.columns = items.columns = [f"e{i}" for i in range(users.shape[1])]
         return users, items
+
+
+def check_finished(path: Path) -> dict:
+    """The metrics of a finished run directory, after the cheap checks (a run directory, of a
+    format this kgflow reads, finished); a :class:`RunDirError` says what is wrong otherwise."""
+    from kgflow.runs.rundir import RUN_FORMAT
+
+    status_file, metrics_file = path / "run.json", path / "metrics.json"
+    if not status_file.is_file():
+        raise RunDirError(f"{path}: not a kgflow run directory (no run.json)")
+    status = json.loads(status_file.read_text())
+    if status.get("format") != RUN_FORMAT:
+        raise RunDirError(f"{path}: run format {status.get('format')} was written by kgflow "
+                          f"{status.get('kgflow', '?')}; this kgflow reads format {RUN_FORMAT}")
+    if status.get("state") != "finished" or not metrics_file.is_file():
+        raise RunDirError(f"{path}: the run is {status.get('state', 'incomplete')}, not finished; "
+                          f"finish it with: kgflow run {status.get('pipeline', 'PIPELINE')} "
+                          f"--out {path} --resume")
+    metrics = json.loads(metrics_file.read_text())
+    if metrics.get("parameters", {}).get("trainable") and not (path / "checkpoints" / "best.ckpt").is_file():
+        raise RunDirError(f"{path}: checkpoints/best.ckpt is missing")
+    return metrics
 
 
 def item_titles(run: TrainedRun) -> dict[str, str]:

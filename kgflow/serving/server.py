@@ -1,7 +1,6 @@
 """Start uvicorn on a finished run: what ``kgflow serve`` does."""
 from __future__ import annotations
 
-import gc
 import os
 
 from kgflow.errors import KgflowError
@@ -25,9 +24,12 @@ def serve(run_dir: str, host: str = "127.0.0.1", port: int = 8000, workers: int 
     if workers == 1:
         uvicorn.run(app_from_environment(), host=host, port=port, log_level=log_level)
     else:
-        from kgflow.inference import TrainedRun
+        from pathlib import Path
 
-        TrainedRun.load(run_dir)  # fail early, in this process, on a bad run directory
-        gc.collect()
+        from kgflow.inference import check_finished
+
+        # fail early, in this process, on a bad run directory; the workers load the model (this
+        # process holding one too would cost a model's memory for nothing)
+        check_finished(Path(run_dir))
         uvicorn.run("kgflow.serving.app:app_from_environment", factory=True, host=host, port=port,
                     workers=workers, log_level=log_level)
