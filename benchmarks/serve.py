@@ -96,7 +96,7 @@ def load(port: int, users: list[str], clients: int, seconds: float, path: str = 
             "p99_ms": float(np.percentile(every, 99))}
 
 
-def bad_requests(users: list[str], items: list[str], n: int) -> list[bytes]:
+def bad_requests(users: list[str], n: int) -> list[bytes]:
     """``n`` requests the server must refuse, cycling through every kind of mistake."""
     kinds = [
         lambda i: json.dumps({"user": f"ghost-{i}"}),
@@ -160,7 +160,7 @@ def main() -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         t = time.perf_counter()
         not_json = 0
-        for body in bad_requests(users, items, args.bad):
+        for body in bad_requests(users, args.bad):
             status, payload = post(conn, "/recommend", body)
             statuses[status] = statuses.get(status, 0) + 1
             try:

@@ -69,10 +69,8 @@ class TrainedRun:
                               f"{metrics.get('data_fingerprint')}; {changed}")
         graph = build_graph(loaded, prepared, registry)
         model = build_recommender(loaded, prepared, graph, registry, training=False)
-        if checkpoint.is_file():
+        if checkpoint.is_file():  # check_finished refused a trained run without one
             load_weights(model, model_state(checkpoint), checkpoint)
-        elif metrics.get("parameters", {}).get("trainable"):
-            raise RunDirError(f"{path}: checkpoints/best.ckpt is missing")
         model.eval()
         return cls(path, loaded, prepared, graph, model, metrics)
 

@@ -16,8 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from kgflow.errors import KgflowError, NotSupportedError
-from kgflow.evaluation.ranking import mask_known
+from kgflow.errors import KgflowError
 from kgflow.inference import TrainedRun, item_titles
 from kgflow.models import Embeddings
 
@@ -56,10 +55,10 @@ class RecommendService:
         self.item_ids = split.item_ids.astype(str)
         self._users = pd.Index(self.user_ids)
         self._items = pd.Index(self.item_ids)
-        with torch.no_grad():
-            self.emb: Embeddings = run.model()
-        run.cache["emb"] = self.emb  # TrainedRun's own methods reuse it
-        self.known = {name: run._known(name) for name in ("seen", "train")}
+        # computed now, not on the first request: TrainedRun caches both for every later call
+        self.emb: Embeddings = run._embeddings()
+        for exclude in ("seen", "train"):
+            run._known(exclude)
         self.unit_items = torch.nn.functional.normalize(self.emb.item.detach().float(), dim=1)
         self.titles = item_titles(run)
         self.has_kg = bool(run.graph.knowledge_edges().any())
@@ -138,11 +137,8 @@ class RecommendService:
                         for r, (i, v) in enumerate(zip(items, values))])
         return out
 
-    @torch.no_grad()
     def _user_scores(self, users: np.ndarray, exclude: str, filters: Filters) -> torch.Tensor:
-        index = torch.as_tensor(users, dtype=torch.long)
-        scores = self.run.model.full_scores(self.emb, index).float()
-        scores = mask_known(scores, index, self.known.get(exclude))
+        scores = self.run.scores(users, exclude)  # type: ignore[arg-type]
         self._restrict(scores, filters)
         return scores
 
@@ -177,22 +173,17 @@ class RecommendService:
         self._restrict(scores, filters)
         return {"item": str(item), "items": self._records(scores, filters.k)[0]}
 
-    @torch.no_grad()
     def new_user_scores(self, liked: Sequence[str], profile: str | None) -> torch.Tensor:
         """One row of scores for someone the run never saw (liked items at ``-inf``)."""
         text = profile if profile and profile.strip() else None
         if not liked and text is None:
             raise RequestError("liked", "a new user needs at least one liked item or a profile text",
                                422, list(liked))
-        index = torch.from_numpy(self.item_indices(liked, "liked")).long()
+        self.item_indices(liked, "liked")  # unknown ids are the client's mistake, named by field
         try:
-            vector = self.run.model.new_user(self.emb, index, text)
-        except NotSupportedError as exc:
+            return self.run.new_user_scores(list(liked), text).reshape(1, -1)
+        except KgflowError as exc:  # the model cannot read text
             raise RequestError("profile", str(exc), 422, profile) from None
-        scores = self.run.model.full_scores(Embeddings(vector.reshape(1, -1), self.emb.item),
-                                            torch.zeros(1, dtype=torch.long)).float()
-        scores[0, index] = -torch.inf
-        return scores
 
     def recommend_new(self, liked: Sequence[str] = (), profile: str | None = None,
                       filters: Filters = Filters()) -> dict:
