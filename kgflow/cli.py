@@ -480,12 +480,16 @@ def serve(run_dir: str, host: str, port: int, workers: int, threads: int, max_k:
 @click.argument("runs", nargs=-1, required=True, type=click.Path(file_okay=False))
 @click.option("--metric", default="ndcg@10", show_default=True, help="The metric to show and test.")
 @click.option("--allow-different-splits", is_flag=True, help="Show runs on different splits anyway.")
-def compare_cmd(runs: tuple[str, ...], metric: str, allow_different_splits: bool) -> None:
-    """A table of finished runs (quality per group, time, memory, parameters); differences to the
-    first run are tested per user and marked when significant."""
+@click.option("--show", multiple=True, metavar="KEY",
+              help="Also show this test metric (repeatable), e.g. --show coverage@10 --show novelty@10.")
+def compare_cmd(runs: tuple[str, ...], metric: str, allow_different_splits: bool,
+                show: tuple[str, ...]) -> None:
+    """A table of finished runs (quality per group, time, memory, parameters, and the metric's gap
+    between user groups where the runs set eval.user_groups); differences to the first run are
+    tested per user and marked when significant."""
     from kgflow.compare import compare
 
-    header, rows, notes = compare(list(runs), metric, allow_different_splits)
+    header, rows, notes = compare(list(runs), metric, allow_different_splits, list(show))
     click.echo("| " + " | ".join(header) + " |")
     click.echo("|" + "---|" * len(header))
     for row in rows:

@@ -58,9 +58,20 @@ def ms_per_user(metrics: dict) -> str:
     return f"{1000 * seconds / users:.3f}"
 
 
-def compare(paths: list[str | Path], metric: str = "ndcg@10", allow_different_splits: bool = False
-            ) -> tuple[list[str], list[list[str]], list[str]]:
-    """The comparison table (header, rows) and notes."""
+def group_gaps(metrics: dict, metric: str) -> dict[str, float]:
+    """The run's gap in ``metric`` between its highest and lowest test user group, per grouping
+    (``eval.user_groups``)."""
+    groups = metrics.get("user_groups", {}).get("test", {})
+    return {field: entry["gap"][metric] for field, entry in groups.items()
+            if metric in entry.get("gap", {})}
+
+
+def compare(paths: list[str | Path], metric: str = "ndcg@10", allow_different_splits: bool = False,
+            show: list[str] | None = None) -> tuple[list[str], list[list[str]], list[str]]:
+    """The comparison table (header, rows) and notes. ``show`` adds columns of further test
+    metrics (group ``all``), e.g. beyond-accuracy ones such as ``coverage@10``; runs with user
+    groups get a column per grouping with ``metric``'s gap between the highest and lowest group."""
+    show = show or []
     runs = [load_summary(p) for p in paths]
     prints = {r.name: r.metrics.get("data_fingerprint") for r in runs}
     if len(set(prints.values())) > 1 and not allow_different_splits:
@@ -69,8 +80,10 @@ def compare(paths: list[str | Path], metric: str = "ndcg@10", allow_different_sp
                           "not comparable. Rerun them on one split (same dataset, preprocess, split "
                           "and seed), or pass --allow-different-splits to see them anyway")
     groups = sorted({g for r in runs for g in r.metrics.get("test", {})}, key=lambda g: (g != "all", g))
+    fields = sorted({f for r in runs for f in group_gaps(r.metrics, metric)})
     header = ["run"] + [f"{metric} {g}" for g in groups] + [
-        f"Δ vs {runs[0].name} (p)", "s/epoch", "peak MB", "params", "ms/user", "best epoch"]
+        f"Δ vs {runs[0].name} (p)"] + show + [f"{metric} gap by {f}" for f in fields] + [
+        "s/epoch", "peak MB", "params", "ms/user", "best epoch"]
     rows, notes = [], []
     base = runs[0].per_user.set_index("user")[metric] if runs[0].per_user is not None else None
     for i, run in enumerate(runs):
@@ -85,6 +98,10 @@ def compare(paths: list[str | Path], metric: str = "ndcg@10", allow_different_sp
             diff, p, n = paired_test(base, run.per_user.set_index("user")[metric])
             mark = " *" if p < 0.05 else ""
             cells.append(f"{diff:+.4f} ({p:.3f}){mark}")
+        overall = test.get("all", {})
+        cells += [f"{overall[key]:.4f}" if key in overall else "—" for key in show]
+        gaps = group_gaps(run.metrics, metric)
+        cells += [f"{gaps[f]:.4f}" if f in gaps else "—" for f in fields]
         timing = run.metrics.get("timing", {})
         cells += [f"{timing.get('seconds_per_epoch', float('nan')):.3f}",
                   f"{timing.get('peak_rss_mb', float('nan')):.0f}",
@@ -93,4 +110,7 @@ def compare(paths: list[str | Path], metric: str = "ndcg@10", allow_different_sp
         rows.append(cells)
     notes.append(f"* p < 0.05, paired t-test over test users on {metric} (group all); ms/user: "
                  "inference, the full-ranking evaluation's time per evaluated user (every item scored)")
+    if fields:
+        notes.append(f"gap by F: {metric} of the highest minus the lowest test user group by F "
+                     "(eval.user_groups)")
     return header, rows, notes

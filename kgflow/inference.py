@@ -255,6 +255,7 @@ def evaluate_scores(frame: pd.DataFrame, run: "TrainedRun | None" = None, *, spl
     evaluation: items without a score rank below every scored one, known items are masked as in
     training runs. Returns the metrics per group and the problems found in the file (NaN scores,
     duplicate rows, unknown ids, users without scores), which are counted, not fatal."""
+    from kgflow.evaluation.context import context_of
     from kgflow.evaluation.ranking import EvalTask, RankingEvaluator, metric_functions
 
     split = split if split is not None else run.split  # type: ignore[union-attr]
@@ -283,7 +284,9 @@ def evaluate_scores(frame: pd.DataFrame, run: "TrainedRun | None" = None, *, spl
     if len(missing):
         notes.append(f"{len(missing):,} of {len(task.users):,} evaluated users have no scores "
                      "(they count, with every item tied last)")
-    evaluator = RankingEvaluator(task, ks, metric_functions(names))
+    data = run.prepared.data if run is not None else None  # type: ignore[attr-defined]
+    evaluator = RankingEvaluator(task, ks, metric_functions(
+        names, context=context_of(split, data), params=cfg.eval.metric_params if cfg else None))
     # The scored rows grouped by user (a CSR index); each chunk of users gets a dense block of its
     # own, so memory is chunk x items however many users the file scores.
     order = np.argsort(users, kind="stable")

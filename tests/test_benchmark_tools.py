@@ -89,3 +89,54 @@ def test_every_kgflow_space_fits_the_pipeline_it_tunes(space):
 
     pipeline = load_pipeline(BENCHMARKS.parent / "pipelines" / f"movielens-{space}.yaml")
     assert load_space(BENCHMARKS / "spaces" / f"{space}.yaml", pipeline).config.params
+
+
+@pytest.fixture(scope="module")
+def ml1m():
+    import sys
+
+    sys.path.insert(0, str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location("ml1m_benchmark", BENCHMARKS / "ml1m.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+REFERENCE_TOOL = Path(__file__).resolve().parents[2] / "shared" / "reference" / "recbole" / "run_recbole.py"
+
+
+def test_the_ml1m_copy_of_the_reference_tool_reads_movielens_1m(ml1m, tmp_path):
+    """The reference tool is written for ML-100K: its copy must load ml-1m's interactions only,
+    without the rating filter (kgflow's export holds the positives), and fail loudly if the tool
+    changed so that an edit no longer applies."""
+    tool = tmp_path / "run_recbole.py"
+    tool.write_text('DATASET = "ml-100k"\nx = {\n    "seed": 2020,\n        "load_col": {\n'
+                    '            "inter": ["user_id", "item_id", "rating", "timestamp"],\n'
+                    '            "kg": ["head_id", "relation_id", "tail_id"],\n'
+                    '            "link": ["item_id", "entity_id"],\n        },\n'
+                    '        "val_interval": {"rating": "[4,inf)"},\n}\n'
+                    'config = Config(config_dict=protocol(args.model, args.epochs, ckpt_dir, '
+                    'args.stopping_step, args.split_dir))\n')
+    text = Path(ml1m.recbole_tool(str(tool), tmp_path)).read_text()
+    assert 'DATASET = "ml-1m"' in text and '"kg"' not in text and '"link"' not in text
+    assert '"val_interval": None' in text and "RB_CONFIG" in text
+    tool.write_text(tool.read_text().replace('"ml-100k"', '"other"'))
+    with pytest.raises(SystemExit, match="reference tool changed"):
+        ml1m.recbole_tool(str(tool), tmp_path)
+    if REFERENCE_TOOL.is_file():  # the real one, where the workspace has it
+        assert 'DATASET = "ml-1m"' in Path(ml1m.recbole_tool(str(REFERENCE_TOOL), tmp_path)).read_text()
+
+
+def test_the_ml1m_summary_picks_each_split_s_variant_by_validation_only(ml1m, tmp_path):
+    import json
+
+    rows = [("kgflow", "ease", "l2=250", 1, 0.20, 0.30), ("kgflow", "ease", "l2=500", 1, 0.21, 0.10),
+            ("kgflow", "ease", "l2=250", 2, 0.19, 0.10), ("kgflow", "ease", "l2=500", 2, 0.18, 0.30),
+            ("kgflow", "ease", "l2=500", 1, 0.22, 0.05)]  # a rerun replaces the earlier record
+    with (tmp_path / "results.jsonl").open("w") as fh:
+        for system, model, variant, seed, valid, test in rows:
+            fh.write(json.dumps({"system": system, "model": model, "variant": variant, "seed": seed,
+                                 "valid": {"ndcg@10": valid}, "test": {"ndcg@10": test}}) + "\n")
+    chosen = ml1m.chosen(tmp_path)[("kgflow", "ease")]
+    assert chosen[1]["variant"] == "l2=500" and chosen[1]["test"]["ndcg@10"] == 0.05
+    assert chosen[2]["variant"] == "l2=250"

@@ -168,11 +168,33 @@ class TrainConfig(Strict):
                                                     description="null trains all epochs, keeping the best")
 
 
+class UserGroups(Strict):
+    """A numeric user column cut into bands for the per-group test metrics."""
+
+    field: str = Field(description="user table column, e.g. age")
+    bins: list[float] = Field(description="band edges, ascending: [18, 35] makes the bands "
+                              "< 18, 18-35 and >= 35")
+
+    @field_validator("bins")
+    @classmethod
+    def _bins(cls, value: list[float]) -> list[float]:
+        if not value or any(later <= earlier for earlier, later in zip(value, value[1:])):
+            raise ValueError("bins must be a non-empty list of strictly ascending numbers")
+        return value
+
+
 class EvalConfig(Strict):
     ks: list[int] = Field(default_factory=lambda: [10, 20])
     metrics: list[str] = Field(default_factory=lambda: ["recall", "ndcg", "hit", "mrr", "precision", "map"],
                                description="metric names (`kgflow plugins`); each is computed at every "
                                "k, except whole-ranking ones such as auc")
+    metric_params: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="settings of the metrics that take them, by metric name, "
+        "e.g. {ild: {field: genre}, tail_share: {head_share: 0.1}}")
+    user_groups: list[str | UserGroups] = Field(
+        default_factory=list, description="user table columns to break the test metrics down by "
+        "(a column name, or {field, bins} for a number such as age): per group and the gap between "
+        "the best and worst group, in metrics.json (user_groups), report.md and kgflow compare")
     batch_users: int = Field(4096, ge=1, description="users scored at once (bounds memory)")
     max_users: Optional[int] = Field(
         None, ge=1, description="evaluate a fixed random sample of this many users (seeded by the "

@@ -242,6 +242,7 @@ def resolve_components(config: PipelineConfig, located: Located,
     issues += _role_issues(config, located, registry)
     for i, metric in enumerate(config.eval.metrics):
         issues += _metric_issues(metric, ("eval", "metrics", i), located, registry)
+    issues += _metric_params_issues(config, located, registry)
     stop = config.train.early_stopping
     if stop is not None:
         whole = [m for m in config.eval.metrics if _whole_ranking(registry, m)]
@@ -318,6 +319,44 @@ def issues_beside_schema_errors(data: dict[str, Any], located: Located,
         for i, metric in enumerate(metrics):
             if isinstance(metric, str):
                 issues += _metric_issues(metric, ("eval", "metrics", i), located, registry)
+    return issues
+
+
+def _metric_params_issues(config: PipelineConfig, located: Located, registry: Registry) -> list[ConfigIssue]:
+    """``eval.metric_params`` names metrics the evaluation computes, with settings their own
+    parameter models accept; a metric with required settings has them."""
+    issues: list[ConfigIssue] = []
+    given = config.eval.metric_params
+    for name, values in given.items():
+        path: YamlPath = ("eval", "metric_params", name)
+        file, line = located.where(path)
+        if name not in config.eval.metrics:
+            issues.append(ConfigIssue(f"settings for metric {name!r}, which eval.metrics does not name",
+                                      path=format_path(path), file=file, line=line,
+                                      hint=_did_you_mean(name, config.eval.metrics)
+                                      or f"add {name} to eval.metrics, or drop these settings"))
+            continue
+        try:
+            comp = registry.get("metric", name)
+        except PluginError:
+            continue  # reported at eval.metrics
+        try:
+            comp.params.model_validate(values)
+        except ValidationError as exc:
+            issues += issues_from_validation(exc, located, path, comp.params)
+    for i, name in enumerate(config.eval.metrics):
+        if name in given:
+            continue
+        try:
+            comp = registry.get("metric", name)
+        except PluginError:
+            continue
+        required = [key for key, f in comp.params.model_fields.items() if f.is_required()]
+        if required:
+            file, line = located.where(("eval", "metrics", i))
+            issues.append(ConfigIssue(f"metric {name!r} needs settings: {', '.join(required)}",
+                                      path=format_path(("eval", "metrics", i)), file=file, line=line,
+                                      hint=f"eval: {{metric_params: {{{name}: {{{required[0]}: ...}}}}}}"))
     return issues
 
 

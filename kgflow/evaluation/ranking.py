@@ -3,7 +3,7 @@ metrics are computed from the top-k hits, chunked over users so memory stays bou
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -12,6 +12,7 @@ from kgflow.data.recdata import Interactions, Split, csr_of
 from kgflow.training.sampling import in_sorted
 
 if TYPE_CHECKING:
+    from kgflow.registry.contexts import MetricContext
     from kgflow.registry.registry import Registry
 
 MetricFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -66,18 +67,34 @@ def mask_known(scores: torch.Tensor, users: torch.Tensor, known: CSR | None) -> 
 
 
 
-def metric_functions(names: Iterable[str], registry: "Registry | None" = None) -> dict[str, MetricFn]:
-    """The registered metrics called ``names``, built with their default parameters: what a run,
-    the external-score evaluation and the benchmark scripts all rank with."""
+def metric_functions(names: Iterable[str], registry: "Registry | None" = None,
+                     context: "MetricContext | None" = None,
+                     params: dict[str, dict[str, Any]] | None = None) -> dict[str, MetricFn]:
+    """The registered metrics called ``names``, built with ``params`` (``eval.metric_params``: a
+    name's own settings, the defaults otherwise) and ``context`` (the training data that
+    beyond-accuracy metrics read): what a run, the external-score evaluation and the benchmark
+    scripts all rank with."""
     from kgflow.registry.contexts import MetricContext
     from kgflow.registry import get_registry
 
     registry = registry or get_registry()
+    context = context or MetricContext()
+    params = params or {}
     out: dict[str, MetricFn] = {}
     for name in names:
         component = registry.get("metric", name)
-        out[name] = component.factory(component.params(), MetricContext())
+        out[name] = component.factory(component.params(**params.get(name, {})), context)
     return out
+
+
+def metric_kind(fn: MetricFn) -> str:
+    """``whole`` (one value per user over the whole ranking: auc), ``catalog`` (one value per
+    evaluation from how often each item is recommended: coverage), ``items`` (per user, from the
+    recommended item ids: novelty) or ``hits`` (per user, from the top-k hits: ndcg)."""
+    for kind, attribute in (("whole", "whole_ranking"), ("catalog", "catalog"), ("items", "needs_items")):
+        if getattr(fn, attribute, False):
+            return kind
+    return "hits"
 
 @dataclass
 class EvalTask:
@@ -91,6 +108,7 @@ class EvalTask:
     mask: CSR
     groups: dict[str, torch.Tensor | None]  # group name -> bool item mask (None = all items)
     users: torch.Tensor  # users with at least one truth item
+    n_items: int = 0  # the catalogue's size (0: taken from the first scores seen)
 
     @classmethod
     def for_stage(cls, split: Split, stage: str) -> "EvalTask":
@@ -109,7 +127,7 @@ class EvalTask:
             groups["cold_items"] = cold
             groups["warm_items"] = ~cold
         users = torch.nonzero(truth_csr.lengths() > 0).flatten()
-        return cls(truth_csr, CSR.of(masked, n_u, n_i), groups, users)
+        return cls(truth_csr, CSR.of(masked, n_u, n_i), groups, users, n_i)
 
 
 @dataclass
@@ -121,9 +139,11 @@ class RankingEvaluator:
     metrics: dict[str, MetricFn]
     _values: dict[str, dict[str, list[torch.Tensor]]] = field(default_factory=dict)
     _users: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+    #: group -> catalog metric key -> how often each item was recommended (float64 counts)
+    _counts: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
 
     def reset(self) -> None:
-        self._values, self._users = {}, {}
+        self._values, self._users, self._counts = {}, {}, {}
 
     def add(self, users: torch.Tensor, scores: torch.Tensor) -> None:
         """Rank ``scores`` ([B, n_items]) for ``users`` and record every metric at every k.
@@ -138,7 +158,10 @@ class RankingEvaluator:
         mask_known(scores, users, self.task.mask)
         max_k = min(max(self.ks), n_items)
         t_row, t_col = self.task.truth.rows(users)
-        whole = {name: fn for name, fn in self.metrics.items() if getattr(fn, "whole_ranking", False)}
+        kinds = {name: metric_kind(fn) for name, fn in self.metrics.items()}
+        whole = {name for name, kind in kinds.items() if kind == "whole"}
+        if not self.task.n_items:
+            self.task.n_items = n_items
         truth = None
         if whole:
             truth = torch.zeros(scores.shape, dtype=torch.bool)
@@ -159,25 +182,42 @@ class RankingEvaluator:
             hits = in_sorted(truth_keys, rows * n_items + top)[keep].float()
             n_pos = n_pos[keep].float()
             bucket = self._values.setdefault(group, {})
+            kept_top = top[keep]
             for name, fn in self.metrics.items():
-                if name in whole:  # e.g. AUC: all scores, not a top k
+                if kinds[name] == "whole":  # e.g. AUC: all scores, not a top k
                     g_truth = truth if item_mask is None else truth & item_mask  # type: ignore[operator]
                     bucket.setdefault(name, []).append(fn(g_scores[keep.to(g_scores.device)].cpu(),
                                                           g_truth[keep]))
                     continue
                 for k in self.ks:
-                    bucket.setdefault(f"{name}@{k}", []).append(fn(hits[:, :k], n_pos))
+                    if kinds[name] == "catalog":
+                        self._count(group, f"{name}@{k}", kept_top[:, :k])
+                    elif kinds[name] == "items":
+                        bucket.setdefault(f"{name}@{k}", []).append(fn(kept_top[:, :k], hits[:, :k], n_pos))
+                    else:
+                        bucket.setdefault(f"{name}@{k}", []).append(fn(hits[:, :k], n_pos))
             self._users.setdefault(group, []).append(users[keep])
 
-    def keys(self) -> list[str]:
-        """Every metric key this evaluator reports, in a fixed order (``ndcg@10``, ..., ``auc``)."""
+    def _count(self, group: str, key: str, top: torch.Tensor) -> None:
+        counts = self._counts.setdefault(group, {}).setdefault(
+            key, torch.zeros(self.task.n_items, dtype=torch.float64))
+        counts += torch.bincount(top.flatten(), minlength=self.task.n_items).double()
+
+    def keys(self, per_user: bool = False) -> list[str]:
+        """Every metric key this evaluator reports, in a fixed order (``ndcg@10``, ..., ``auc``);
+        with ``per_user``, only those that have a value per user (catalog metrics such as
+        coverage describe all the lists together)."""
         out = []
         for name, fn in self.metrics.items():
-            if getattr(fn, "whole_ranking", False):
-                out.append(name)
-            else:
-                out += [f"{name}@{k}" for k in self.ks]
+            kind = metric_kind(fn)
+            if kind == "catalog" and per_user:
+                continue
+            out += [name] if kind == "whole" else [f"{name}@{k}" for k in self.ks]
         return out
+
+    def _catalog_keys(self) -> list[tuple[str, MetricFn]]:
+        return [(f"{name}@{k}", fn) for name, fn in self.metrics.items() if metric_kind(fn) == "catalog"
+                for k in self.ks]
 
     def per_user(self, group: str = "all", gather: Gatherer | None = None) -> dict[str, torch.Tensor]:
         """Every metric's value per evaluated user of ``group`` (``"user"``: dense user ids).
@@ -187,7 +227,7 @@ class RankingEvaluator:
                  else torch.zeros(0, dtype=torch.long)}
         bucket = self._values.get(group, {})
         local.update({key: torch.cat(bucket[key]) if key in bucket else torch.zeros(0)
-                      for key in self.keys()})
+                      for key in self.keys(per_user=True)})
         if gather is not None:
             local = {key: gather(value) for key, value in local.items()}
         return local if len(local["user"]) else {}
@@ -197,7 +237,7 @@ class RankingEvaluator:
 
         Sums are kept in float64 and, under DDP, summed over every process by ``reduce`` (a
         collective call) before dividing, so several processes report the numbers one would."""
-        keys, groups = self.keys(), list(self.task.groups)
+        keys, groups = self.keys(per_user=True), list(self.task.groups)
         sums = torch.zeros(len(groups), len(keys) + 1, dtype=torch.float64)
         for g, group in enumerate(groups):
             bucket = self._values.get(group, {})
@@ -205,12 +245,25 @@ class RankingEvaluator:
                 if key in bucket:
                     sums[g, j] = torch.cat(bucket[key]).double().sum()
             sums[g, -1] = sum(len(u) for u in self._users.get(group, []))
+        catalog = self._catalog_keys()
+        counts = torch.zeros(len(groups), len(catalog), self.task.n_items if catalog else 0,
+                             dtype=torch.float64)
+        for g, group in enumerate(groups):
+            for j, (key, _) in enumerate(catalog):
+                if key in self._counts.get(group, {}):
+                    counts[g, j] = self._counts[group][key]
         if reduce is not None:
             sums = reduce(sums)
+            if catalog:  # every process's lists together, before any value is computed
+                counts = reduce(counts)
         out: dict[str, dict[str, float]] = {}
         for g, group in enumerate(groups):
             users = int(sums[g, -1])
             if users:
                 out[group] = {key: float(sums[g, j] / users) for j, key in enumerate(keys)}
+                item_mask = self.task.groups[group]
+                for j, (key, fn) in enumerate(catalog):  # over the group's own candidate items
+                    out[group][key] = float(fn(counts[g, j] if item_mask is None else counts[g, j][item_mask]))
+                out[group] = {key: out[group][key] for key in self.keys()}  # the fixed order
                 out[group]["users"] = users
         return out

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+import torch
 from torch import nn
 
 from kgflow.data.recdata import RecData, Split
@@ -88,5 +90,27 @@ class ObjectiveContext:
 
 @dataclass
 class MetricContext:
-    """For ``metric`` factories: return ``metric(hits [B, K] float, n_pos [B]) -> [B]`` per user,
-    where ``hits[:, j]`` is 1 if the item at rank ``j`` is relevant and ``K`` is the cutoff."""
+    """For ``metric`` factories. A metric is one of three shapes, told apart by an attribute the
+    returned function carries:
+
+    - accuracy (no attribute): ``metric(hits [B, K] float, n_pos [B]) -> [B]`` per user, where
+      ``hits[:, j]`` is 1 if the item at rank ``j`` is relevant and ``K`` is the cutoff;
+    - ``metric.needs_items = True``: ``metric(top [B, K] long, hits, n_pos) -> [B]`` per user,
+      ``top`` the dense ids of the recommended items (popularity, novelty, diversity);
+    - ``metric.catalog = True``: ``metric(counts [n_items]) -> float`` once per evaluation, where
+      ``counts[i]`` is how many of the evaluated users' top-K lists hold item ``i`` (coverage, Gini).
+
+    The fields describe the training data, so that popularity is what the model could have seen:
+    ``item_popularity`` the training interactions per dense item id, ``n_users`` the users of the
+    split, ``items`` the item attribute table with one row per dense item id (or ``None``). While
+    a pipeline is only validated the context is empty (``ready`` is False): a factory must still
+    return its function then, since validation reads the function's attributes."""
+
+    item_popularity: torch.Tensor | None = None
+    n_users: int = 0
+    items: pd.DataFrame | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Whether the context describes real data (False while a pipeline is only validated)."""
+        return self.item_popularity is not None

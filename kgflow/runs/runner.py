@@ -16,9 +16,11 @@ from typing import Any, Callable, Iterator
 import yaml
 
 from kgflow.config.validate import LoadedPipeline
-from kgflow.data.recdata import Split
+from kgflow.data.recdata import RecData, Split
 from kgflow.data.store import kgflow_home
 from kgflow.errors import KgflowError
+from kgflow.evaluation.context import context_of
+from kgflow.evaluation.groups import check_user_groups, report_lines, user_group_metrics
 from kgflow.evaluation.ranking import metric_functions
 from kgflow.graph import GraphBundle
 from kgflow.models import AuxiliaryObjective, Recommender
@@ -209,9 +211,10 @@ def _run_pipeline(loaded: LoadedPipeline, out: str | Path | None, *, overwrite: 
             copied, fresh = warm_start(model, cfg.train.init_from, fingerprint)
             echo(f"init_from {cfg.train.init_from}: {copied} tensors copied, {fresh} trainable "
                  "tensors start fresh")
+        check_user_groups(cfg.eval.user_groups, prepared.data.users)
         trainer, module, datamodule, checkpoint = build_training(loaded, split, model, run,
                                                                  registry, progress, graph,
-                                                                 [stopper, *callbacks])
+                                                                 [stopper, *callbacks], prepared.data)
         if writer:
             start_run_dir(run, loaded, overwrite=overwrite, resume=resume)
             started = True
@@ -290,6 +293,9 @@ def _run_pipeline(loaded: LoadedPipeline, out: str | Path | None, *, overwrite: 
             from kgflow.training.neighbors import backend_name
 
             result["sampler"] = backend_name(neighbors)
+        if cfg.eval.user_groups:
+            result["user_groups"] = {"test": user_group_metrics(
+                module.test_per_user, split.user_ids, prepared.data.users, cfg.eval.user_groups)}
         result.update(model.extra_metrics())
         if writer:
             atomic_write_json(run.path / "metrics.json", result)
@@ -366,7 +372,8 @@ def build_objectives(loaded: LoadedPipeline, split: Split, model: Recommender, g
 
 def build_training(loaded: LoadedPipeline, split: Split, model: Recommender, run: RunDir,
                    registry: Registry, progress: bool | None,
-                   graph: GraphBundle | None = None, extra_callbacks: list[Any] = ()) -> tuple[Any, Any, Any, Any]:
+                   graph: GraphBundle | None = None, extra_callbacks: list[Any] = (),
+                   data: RecData | None = None) -> tuple[Any, Any, Any, Any]:
     """The Lightning trainer, module and data module for a model, with kgflow's callbacks and its
     CSV log (the pipeline's trackers join once the run directory exists)."""
     import lightning as L
@@ -382,7 +389,7 @@ def build_training(loaded: LoadedPipeline, split: Split, model: Recommender, run
     cfg = loaded.config
     loss_comp = registry.get("loss", cfg.objective.loss.name)
     loss = loss_comp.factory(cfg.objective.loss.parsed, LossContext(cfg.objective.negatives))
-    metrics = metric_functions(cfg.eval.metrics, registry)
+    metrics = metric_functions(cfg.eval.metrics, registry, context_of(split, data), cfg.eval.metric_params)
     datamodule = RecDataModule(split, cfg.train.batch_size, cfg.objective.negatives,
                                cfg.eval.batch_users, cfg.seed, cfg.eval.max_users)
     sampling = cfg.train.sampling
@@ -477,6 +484,11 @@ def render_report(loaded: LoadedPipeline, result: dict[str, Any], graph: GraphBu
             lines.append(f"| {group} | {values.get('users', '')} | "
                          + " | ".join(f"{values.get(k, float('nan')):.4f}" for k in keys) + " |")
         lines.append("")
+    for stage, user_groups in result.get("user_groups", {}).items():
+        if user_groups:
+            keys = [k for k in result.get(stage, {}).get("all", {}) if k != "users"
+                    and any(k in g for e in user_groups.values() for g in e["groups"].values())]
+            lines += [f"## {stage} by user group", ""] + report_lines(user_groups, keys)
     t = result["timing"]
     lines += ["## cost", "", f"- epochs: {t['epochs']} (best epoch {result['best_epoch']})",
               f"- seconds per training epoch: {t['seconds_per_epoch']:.3f}",
