@@ -93,9 +93,23 @@ class SplitConfig(Strict):
         return self
 
 
+class NegativeSampling(Strict):
+    """How the training negatives are drawn (never one of the user's training positives)."""
+
+    method: Literal["uniform", "popularity", "dns"] = Field(
+        "uniform", description="uniform: every item alike; popularity: in proportion to the item's "
+        "training interactions to the power alpha; dns: dynamic hard negatives -- draw `candidates` "
+        "uniform items per negative and train on the one the current model scores highest")
+    alpha: float = Field(1.0, ge=0, description="popularity: the exponent (1 proportional, 0.75 "
+                         "word2vec's smoothing, 0 uniform)")
+    candidates: int = Field(10, ge=2, description="dns: uniform candidates scored per negative")
+
+
 class Objective(Strict):
     loss: ComponentRef = Field(default_factory=lambda: ComponentRef(name="bpr"))
     negatives: int = Field(1, ge=1, description="sampled negatives per positive (never a training positive)")
+    negative_sampling: NegativeSampling = Field(default_factory=NegativeSampling,
+                                                description="how the negatives are drawn")
     l2: float = Field(0.0, ge=0, description="L2 weight on the batch's layer-0 embeddings")
     auxiliary: list[ComponentRef] = Field(
         default_factory=list, description="extra training objectives next to the ranking loss, e.g. "

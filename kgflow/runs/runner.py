@@ -391,7 +391,8 @@ def build_training(loaded: LoadedPipeline, split: Split, model: Recommender, run
     loss = loss_comp.factory(cfg.objective.loss.parsed, LossContext(cfg.objective.negatives))
     metrics = metric_functions(cfg.eval.metrics, registry, context_of(split, data), cfg.eval.metric_params)
     datamodule = RecDataModule(split, cfg.train.batch_size, cfg.objective.negatives,
-                               cfg.eval.batch_users, cfg.seed, cfg.eval.max_users)
+                               cfg.eval.batch_users, cfg.seed, cfg.eval.max_users,
+                               cfg.objective.negative_sampling)
     sampling = cfg.train.sampling
     if sampling.method == "neighbor" and graph is not None:
         edges = model.message_edges()
@@ -404,8 +405,9 @@ def build_training(loaded: LoadedPipeline, split: Split, model: Recommender, run
     objectives = build_objectives(loaded, split, model, graph, registry) if graph is not None else []
     datamodule.train_batches.alternating = [(i, o) for i, o in enumerate(objectives)
                                             if o.schedule == "alternate"]
+    hard = cfg.objective.negative_sampling
     module = RecModule(model, loss, cfg.objective.l2, cfg.train, datamodule.tasks, cfg.eval.ks, metrics,
-                       objectives)
+                       objectives, hard_candidates=hard.candidates if hard.method == "dns" else 0)
     stop = cfg.train.early_stopping
     checkpoint = BestCheckpoint(run.checkpoints, f"valid/{stop.metric if stop else 'ndcg@10'}",
                                 patience=stop.patience if stop else None,

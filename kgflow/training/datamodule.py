@@ -15,12 +15,13 @@ from typing import Callable, Iterator
 import lightning as L
 import torch
 
+from kgflow.config.schema import NegativeSampling
 from kgflow.data.recdata import Split
 from kgflow.evaluation.ranking import EvalTask
 from kgflow.models import AuxiliaryObjective
 from kgflow.training.distributed import shard_rows
 from kgflow.training.neighbors import NeighborSampler, PygNeighborSampler, make_neighbor_sampler
-from kgflow.training.sampling import NegativeSampler
+from kgflow.training.sampling import NegativeSampler, popularity_weights
 
 
 class PairBatches:
@@ -126,15 +127,23 @@ class UserChunks:
 
 class RecDataModule(L.LightningDataModule):
     def __init__(self, split: Split, batch_size: int, negatives: int, eval_batch_users: int,
-                 seed: int, max_users: int | None = None) -> None:
-        """Full-graph training batches; :meth:`sample_neighbourhoods` turns on sampled subgraphs."""
+                 seed: int, max_users: int | None = None,
+                 sampling: NegativeSampling | None = None) -> None:
+        """Full-graph training batches; :meth:`sample_neighbourhoods` turns on sampled subgraphs.
+        ``sampling`` (``objective.negative_sampling``): popularity-proportional draws, or for
+        ``dns`` ``candidates`` uniform draws per negative, from which the module picks."""
         super().__init__()
         self.split = split
         users = torch.from_numpy(split.train.user)
         items = torch.from_numpy(split.train.item)
+        sampling = sampling or NegativeSampling()
+        weights = (popularity_weights(items, split.n_items, sampling.alpha)
+                   if sampling.method == "popularity" else None)
+        if sampling.method == "dns":
+            negatives *= sampling.candidates
         # Held-out cold items do not exist during training: they are never drawn as negatives.
         self.sampler = NegativeSampler(users, items, split.n_items,
-                                       exclude=torch.from_numpy(split.cold_items))
+                                       exclude=torch.from_numpy(split.cold_items), weights=weights)
         self.train_batches = PairBatches(users, items, self.sampler, batch_size, negatives, seed)
         self.tasks = {stage: EvalTask.for_stage(split, stage) for stage in ("valid", "test")}
         if max_users is not None:  # one fixed, seeded sample per stage

@@ -24,8 +24,11 @@ class RecModule(L.LightningModule):
 
     def __init__(self, model: Recommender, loss: LossFn, l2: float, train: TrainConfig,
                  tasks: dict[str, EvalTask], ks: list[int], metrics: dict[str, MetricFn],
-                 objectives: list[AuxiliaryObjective] | None = None) -> None:
+                 objectives: list[AuxiliaryObjective] | None = None, hard_candidates: int = 0) -> None:
+        """``hard_candidates`` > 0 (dynamic negative sampling): each batch carries that many
+        candidates per negative, and the step trains on the one the model scores highest."""
         super().__init__()
+        self.hard_candidates = hard_candidates
         if isinstance(loss, VectorLoss) and not model.has_vectors:
             raise NotSupportedError(f"the loss trains on user and item vectors, but {type(model).__name__} "
                                     "scores each pair jointly (it has no such vectors): choose a "
@@ -60,6 +63,8 @@ class RecModule(L.LightningModule):
             self._aux_count += 1
             return loss
         emb = self.model.train_forward(batch)
+        if self.hard_candidates:
+            batch = self._hardest_negatives(emb, batch)
         users, pos, neg = batch["user"], batch["pos"], batch["neg"]
         # A sampled-subgraph batch's embeddings are rows of its subgraph: score by position there.
         at_user, at_pos, at_neg = (batch.get("user_at", users), batch.get("pos_at", pos),
@@ -85,6 +90,22 @@ class RecModule(L.LightningModule):
         self._loss_sum = self._loss_sum + loss.detach() * len(users)
         self._loss_count += len(users)
         return loss
+
+    def _hardest_negatives(self, emb: Embeddings, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Dynamic negative sampling (Zhang et al., SIGIR 2013): of each negative's candidates,
+        keep the one the current model ranks highest, the one most worth learning from. The
+        choice is made without gradient; the chosen items' scores are then computed as usual."""
+        neg = batch["neg"]
+        at_user, at_neg = batch.get("user_at", batch["user"]), batch.get("neg_at", neg)
+        with torch.no_grad():
+            scores = self.model.score(emb, at_user, at_neg)  # [B, negatives * candidates]
+        c = self.hard_candidates
+        pick = scores.view(len(neg), -1, c).argmax(-1)  # [B, negatives]
+        at = torch.arange(pick.shape[1], device=pick.device) * c + pick
+        chosen = {"neg": neg.gather(1, at)}
+        if "neg_at" in batch:
+            chosen["neg_at"] = batch["neg_at"].gather(1, at)
+        return {**batch, **chosen}
 
     def on_train_epoch_start(self) -> None:
         self._t0 = time.perf_counter()

@@ -18,28 +18,51 @@ def in_sorted(sorted_keys: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
     return sorted_keys[at] == keys
 
 
+def popularity_weights(items: torch.Tensor, n_items: int, alpha: float) -> torch.Tensor:
+    """Each item's drawing weight for popularity-proportional negatives: its training
+    interactions to the power ``alpha`` (1: proportional; 0.75: word2vec's smoothing). An item
+    without training interactions gets weight 0 when ``alpha > 0``: it is never drawn."""
+    counts = torch.bincount(items.long(), minlength=n_items).double()
+    return counts.pow(alpha) if alpha > 0 else torch.ones(n_items, dtype=torch.float64)
+
+
 class NegativeSampler:
-    """Uniform negatives per (user, positive) pair, rejecting the user's training items.
+    """Negatives per (user, positive) pair, rejecting the user's training items: uniform over the
+    catalogue, or in proportion to ``weights`` (popularity-proportional sampling).
 
     Membership is tested against the sorted keys ``user * n_items + item`` with one
-    ``searchsorted`` per round; only the rejected draws are redrawn.
+    ``searchsorted`` per round; only the rejected draws are redrawn. Weighted draws invert the
+    weights' cumulative sum (one ``searchsorted`` per draw), which costs the same per draw however
+    many items there are.
     """
 
     def __init__(self, users: torch.Tensor, items: torch.Tensor, n_items: int,
-                 exclude: torch.Tensor | None = None) -> None:
+                 exclude: torch.Tensor | None = None, weights: torch.Tensor | None = None) -> None:
         """``exclude``: items never drawn (a strict cold-start split's held-out items, which do
-        not exist as far as training is concerned)."""
+        not exist as far as training is concerned). ``weights``: per item, non-negative; drawing
+        probability is proportional to it (``None``: uniform)."""
         self.n_items = n_items
         self.keys = torch.unique(users.long() * n_items + items.long())  # sorted
         allowed = torch.ones(n_items, dtype=torch.bool)
         if exclude is not None and len(exclude):
             allowed[exclude.long()] = False
+        self.cdf = None
+        if weights is not None:
+            w = weights.double().clone()
+            w[~allowed] = 0
+            if not bool((w > 0).any()):
+                raise ValueError("negative sampling weights are zero for every item")
+            allowed &= w > 0
+            self.cdf = torch.cumsum(w, 0)
         self.candidates = None if bool(allowed.all()) else torch.nonzero(allowed).flatten()
         n_candidates = int(allowed.sum())
         counts = torch.bincount(users.long(), minlength=int(users.max()) + 1 if len(users) else 0)
         self.full_users = torch.nonzero(counts >= n_candidates).flatten()
 
     def _draw(self, shape: tuple[int, ...], generator: torch.Generator | None) -> torch.Tensor:
+        if self.cdf is not None:
+            u = torch.rand(shape, generator=generator, dtype=torch.float64) * self.cdf[-1]
+            return torch.searchsorted(self.cdf, u, right=True).clamp(max=self.n_items - 1)
         if self.candidates is None:
             return torch.randint(self.n_items, shape, generator=generator)
         return self.candidates[torch.randint(len(self.candidates), shape, generator=generator)]
