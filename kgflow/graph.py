@@ -16,6 +16,15 @@ import torch
 #: The relation of user-item edges; its reverse is ``interact~inv`` when reverses get their own type.
 INTERACT = "interact"
 INVERSE_SUFFIX = "~inv"
+#: Auxiliary behaviours are user-item relations too: ``interact:click``, ``interact:watched``.
+BEHAVIOUR_PREFIX = INTERACT + ":"
+
+
+def is_interaction(relation: str) -> bool:
+    """Whether a relation (or its reverse) joins users and items: the target ``interact`` or an
+    auxiliary behaviour ``interact:<name>``; everything else is knowledge (KG, attributes)."""
+    base = relation.split(INVERSE_SUFFIX)[0]
+    return base == INTERACT or base.startswith(BEHAVIOUR_PREFIX)
 
 
 @dataclass
@@ -65,6 +74,8 @@ class GraphBundle:
     edge_forward: torch.Tensor | None = None
     #: labels of the nodes after users and items (KG entity ids, attribute values), in order
     extra_names: list[str] = field(default_factory=list)
+    #: per-edge positive weight (interaction strength, ``preprocess.weight``); ``None``: all 1
+    edge_weight: torch.Tensor | None = None
 
     @property
     def n_users(self) -> int:
@@ -77,24 +88,25 @@ class GraphBundle:
     @property
     def has_relations(self) -> bool:
         """Whether the graph holds facts beyond user-item interactions."""
-        return any(name.split(INVERSE_SUFFIX)[0] != INTERACT for name in self.relation_names)
+        return any(not is_interaction(name) for name in self.relation_names)
 
     def knowledge_edges(self) -> torch.Tensor:
         """Boolean mask of the edges that are not user-item interactions (KG and attribute facts)."""
         if self.edge_type is None:
             return torch.zeros(self.edge_index.shape[1], dtype=torch.bool)
-        interact = torch.tensor([name.split(INVERSE_SUFFIX)[0] == INTERACT
-                                 for name in self.relation_names] or [False])
+        interact = torch.tensor([is_interaction(name) for name in self.relation_names] or [False])
         return ~interact[self.edge_type]
 
 
 @dataclass
 class EdgeBlock:
-    """One relation's facts as global node ids ``src -> dst`` (a builder adds the reverse later)."""
+    """One relation's facts as global node ids ``src -> dst`` (a builder adds the reverse later),
+    optionally with a positive weight per fact (both directions get it)."""
 
     relation: str
     src: np.ndarray
     dst: np.ndarray
+    weight: np.ndarray | None = None
 
 
 def assemble_graph(node_counts: dict[str, int], blocks: list[EdgeBlock], *, inverse_relations: bool,
@@ -104,7 +116,8 @@ def assemble_graph(node_counts: dict[str, int], blocks: list[EdgeBlock], *, inve
 
     With ``inverse_relations`` the reverse of relation ``r`` is its own relation ``r~inv`` (as the
     KGAT and KGIN papers build their graphs); without, a reverse edge keeps ``r``. Duplicate
-    edges within a relation are merged.
+    edges within a relation are merged (a merged edge keeps the largest weight). The bundle has
+    ``edge_weight`` when any block is weighted (unweighted blocks' edges weigh 1).
     """
     offsets, start = {}, 0
     for kind, count in node_counts.items():
@@ -113,17 +126,26 @@ def assemble_graph(node_counts: dict[str, int], blocks: list[EdgeBlock], *, inve
     num_nodes = start
     blocks = [b for b in blocks if len(b.src)]
     names = [b.relation for b in blocks]
-    srcs, dsts, types, per_relation = [], [], [], {}
+    weighted = any(b.weight is not None for b in blocks)
+    srcs, dsts, types, weights, per_relation = [], [], [], [], {}
     for rel_id, block in enumerate(blocks):
-        key = np.unique(block.src.astype(np.int64) * num_nodes + block.dst.astype(np.int64))
+        key, inverse = np.unique(block.src.astype(np.int64) * num_nodes + block.dst.astype(np.int64),
+                                 return_inverse=True)
         srcs.append(key // num_nodes)
         dsts.append(key % num_nodes)
         types.append(np.full(len(key), rel_id, dtype=np.int64))
+        merged = np.ones(len(key))
+        if block.weight is not None:
+            merged = np.zeros(len(key))
+            np.maximum.at(merged, inverse.ravel(), np.asarray(block.weight, dtype=float))
+        weights.append(merged)
         per_relation[block.relation] = len(key)
     if srcs:
         src, dst, rel = np.concatenate(srcs), np.concatenate(dsts), np.concatenate(types)
+        weight = np.concatenate(weights)
     else:
         src = dst = rel = np.zeros(0, dtype=np.int64)
+        weight = np.zeros(0)
     reverse_rel = rel + len(blocks) if inverse_relations else rel
     if inverse_relations:
         names = names + [name + INVERSE_SUFFIX for name in names]
@@ -138,6 +160,11 @@ def assemble_graph(node_counts: dict[str, int], blocks: list[EdgeBlock], *, inve
     report = GraphReport(nodes=dict(node_counts), edges=edges, isolated=isolated,
                          density=float(edge_index.shape[1]) / max(num_nodes * num_nodes, 1),
                          notes=list(notes or []), stats=dict(stats or {}))
+    edge_weight = torch.from_numpy(np.concatenate([weight, weight]).astype(np.float32)) if weighted else None
+    if weighted:
+        report.stats["edge weights"] = (f"min {weight.min():.3g}, mean {weight.mean():.3g}, "
+                                        f"max {weight.max():.3g}")
     return GraphBundle(edge_index=edge_index, num_nodes=num_nodes, node_offsets=offsets,
                        node_counts=dict(node_counts), report=report, edge_type=edge_type,
-                       relation_names=names, edge_forward=forward, extra_names=list(extra_names or []))
+                       relation_names=names, edge_forward=forward, extra_names=list(extra_names or []),
+                       edge_weight=edge_weight)

@@ -136,6 +136,18 @@ class PairVectors:
     user_id: torch.Tensor
     pos_id: torch.Tensor
     neg_id: torch.Tensor
+    #: each positive's weight (``preprocess.weight.loss``), or ``None`` when unweighted
+    weight: torch.Tensor | None = None
+
+
+def weighted_mean(per_row: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """The mean of a batch's per-positive losses ``[B]``, each weighted by its interaction's weight
+    (``sum w l / sum w``: the loss keeps its scale, so the learning rate does not move with the
+    weights); the plain mean without weights."""
+    if weight is None:
+        return per_row.mean()
+    weight = weight.to(per_row.dtype)
+    return (per_row * weight).sum() / weight.sum().clamp(min=torch.finfo(per_row.dtype).tiny)
 
 
 class VectorLoss(metaclass=ABCMeta):
@@ -143,6 +155,9 @@ class VectorLoss(metaclass=ABCMeta):
     (alignment and uniformity, a softmax whose negatives include the batch's other positives).
     A ``loss`` factory returns one instead of a ``loss(pos, neg)`` callable; it then trains
     models whose score is a dot product of such vectors (:attr:`Recommender.has_vectors`)."""
+
+    #: whether the loss reads :attr:`PairVectors.weight` (``preprocess.weight.loss`` needs it)
+    supports_weights: bool = False
 
     @abstractmethod
     def __call__(self, vectors: PairVectors) -> torch.Tensor:

@@ -28,10 +28,11 @@ from kgflow.data.recdata import Interactions, RecData, Split
 from kgflow.data.store import download_wheel, exclusive, extract_members, verify_checksum
 from kgflow.data.textfile import check_encoding, parse_rows, read_bytes, read_text, row_lines
 from kgflow.errors import ConfigError, ConfigIssue, DataError, KgflowError, NotSupportedError
-from kgflow.graph import INTERACT, INVERSE_SUFFIX, EdgeBlock, GraphBundle, GraphReport, assemble_graph
+from kgflow.graph import (BEHAVIOUR_PREFIX, INTERACT, INVERSE_SUFFIX, EdgeBlock, GraphBundle, GraphReport,
+                          assemble_graph, is_interaction)
 from kgflow.models import (AuxiliaryObjective, Embeddings, EncoderRecommender, GraphEncoder,
                            KgEmbeddings, PairVectors, Recommender, VectorLoss, fold_in,
-                           typical_user_norm)
+                           typical_user_norm, weighted_mean)
 from kgflow.registry import Component, ConfigCheck, NoParams, Params, hookimpl
 from kgflow.registry.component import DataPath
 from kgflow.registry.contexts import (BuilderContext, DatasetContext, EncoderContext, FusionContext,
@@ -46,6 +47,7 @@ if TYPE_CHECKING:  # imported on first use, see __getattr__ below
 __all__ = ["Component", "ConfigCheck", "NoParams", "Params", "hookimpl", "DatasetContext",
            "BuilderContext", "EncoderContext", "FusionContext", "LossContext", "MetricContext",
            "ObjectiveContext", "AuxiliaryObjective", "KgEmbeddings", "INTERACT", "INVERSE_SUFFIX",
+           "BEHAVIOUR_PREFIX", "is_interaction", "weighted_mean",
            "RecData", "Split", "Interactions", "GraphBundle", "GraphReport", "GraphEncoder",
            "Recommender", "Embeddings", "PairVectors", "VectorLoss", "EncoderRecommender", "fold_in", "typical_user_norm",
            "ConfigIssue", "ConfigError", "DataError", "KgflowError", "NotSupportedError",

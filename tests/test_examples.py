@@ -60,7 +60,8 @@ def test_trace_mode_names_the_provider(runner, monkeypatch):
     assert "encoder 'bias-mf' -> bias-mf from kgflow-plugin-example 0.1.0" in result.output
 
 
-@pytest.mark.parametrize("example", ["ecommerce", "news", "csv-data", "ecommerce/pipeline-kg-lm"])
+@pytest.mark.parametrize("example", ["ecommerce", "news", "csv-data", "ecommerce/pipeline-kg-lm",
+                                     "ecommerce/pipeline-behaviors"])
 def test_domain_example_runs(invoke, tmp_path, monkeypatch, example):
     monkeypatch.chdir(REPO)  # the examples' data paths are relative to the repository root
     if example.endswith("kg-lm"):

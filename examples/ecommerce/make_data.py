@@ -38,6 +38,7 @@ def main(out: Path = Path(__file__).parent / "data", seed: int = 5) -> None:
         t0 = 1_690_000_000 + rng.integers(0, 10_000_000)
         rows += [(f"C{u:04d}", f"P{p:04d}", t0 + 86_400 * k) for k, p in enumerate(bought)]
     purchases = pd.DataFrame(rows, columns=["customer_id", "product_id", "timestamp"])
+    events = browsing_events(purchases, cat_of, np.random.default_rng(seed + 1))
     kg = pd.concat([
         pd.DataFrame({"head": products["product_id"], "relation": "in_category", "tail": "cat:" + products["category"]}),
         pd.DataFrame({"head": products["product_id"], "relation": "made_by", "tail": "brand:" + products["brand"]}),
@@ -50,6 +51,33 @@ def main(out: Path = Path(__file__).parent / "data", seed: int = 5) -> None:
     products.to_csv(out / "products.csv", index=False)
     kg.to_csv(out / "product_kg.csv", index=False)
     links.to_csv(out / "product_links.csv", index=False)
+    events.to_csv(out / "events.csv", index=False)
+
+
+def browsing_events(purchases: pd.DataFrame, cat_of: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
+    """The click / cart / purchase log around the purchases: every purchase comes after a click
+    and a cart, and customers also browse products they do not buy (mostly in the categories they
+    buy from), with longer page dwell times on the categories they care about."""
+    rows = []
+    for customer, own in purchases.groupby("customer_id", sort=True):
+        bought = own["product_id"].str[1:].astype(int).to_numpy()
+        cats = np.unique(cat_of[bought])
+        for product, t in zip(bought, own["timestamp"]):
+            rows.append((customer, product, "click", t - 3_600, rng.integers(60, 400)))
+            rows.append((customer, product, "cart", t - 600, rng.integers(20, 120)))
+            rows.append((customer, product, "purchase", t, rng.integers(30, 200)))
+        w = np.where(np.isin(cat_of, cats), 12.0, 1.0)
+        w[bought] = 0
+        browsed = rng.choice(len(cat_of), size=int(rng.integers(8, 30)), replace=False, p=w / w.sum())
+        for product in browsed:
+            t = int(own["timestamp"].min()) + int(rng.integers(0, 40 * 86_400))
+            liked = cat_of[product] in cats
+            rows.append((customer, product, "click", t, rng.integers(40, 300) if liked else rng.integers(3, 40)))
+            if liked and rng.random() < 0.25:
+                rows.append((customer, product, "cart", t + 300, rng.integers(10, 90)))
+    events = pd.DataFrame(rows, columns=["customer_id", "product_id", "event", "timestamp", "dwell_seconds"])
+    events["product_id"] = events["product_id"].map(lambda p: f"P{int(p):04d}")
+    return events.sort_values(["customer_id", "timestamp"], kind="stable").reset_index(drop=True)
 
 
 if __name__ == "__main__":

@@ -51,6 +51,48 @@ class KCore(Strict):
     item: int = Field(0, ge=0, description="drop items with fewer interactions (repeated until stable)")
 
 
+class InteractionWeight(Strict):
+    """How one interaction's strength (a rating, a click count, a dwell time) becomes a positive
+    weight: clipped, transformed, then normalised per user, in that order."""
+
+    column: Literal["rating", "value", "count"] = Field(
+        description="rating: the rating column; value: the dataset's value column (dwell time, "
+        "play count: `value:` in a table dataset, `value_field` in an atomic one); count: how many "
+        "rows the (user, item) pair has before dedupe (repeated clicks)")
+    clip: Optional[list[Optional[float]]] = Field(
+        None, min_length=2, max_length=2, description="[low, high] bounds applied first (null for "
+        "no bound on that side), e.g. [null, 600] caps dwell times at ten minutes")
+    transform: Literal["none", "log1p"] = Field(
+        "none", description="log1p: ln(1 + x), which tames heavy-tailed counts and times")
+    normalize: Literal["none", "user_mean", "user_max"] = Field(
+        "none", description="divide by the user's mean (every user's weights then average 1) or "
+        "maximum, so that heavy users do not dominate")
+    graph: bool = Field(True, description="use the weights as edge weights of the interaction edges "
+                        "(in the propagation of lightgcn, simgcl, xsimgcl and gcn)")
+    loss: bool = Field(False, description="weight each training positive's ranking loss by its weight "
+                       "(a weighted mean over the batch)")
+
+    @model_validator(mode="after")
+    def _used_somewhere(self) -> "InteractionWeight":
+        if not (self.graph or self.loss):
+            raise ValueError("interaction weights with graph: false and loss: false are used nowhere; "
+                             "set one of them, or remove preprocess.weight")
+        if self.clip and None not in self.clip and self.clip[0] > self.clip[1]:  # type: ignore[operator]
+            raise ValueError(f"clip {self.clip}: the low bound is above the high bound")
+        return self
+
+
+class Behaviors(Strict):
+    """Interactions typed by behaviour (click, cart, buy): the target behaviour is what splits,
+    training positives and evaluation use; the auxiliary ones become extra user-item relations of
+    the graph, in training only."""
+
+    target: list[str] = Field(min_length=1, description="the behaviour(s) to recommend, e.g. [buy]")
+    auxiliary: Optional[list[str]] = Field(
+        None, description="behaviours added to the graph as relations interact:<name> (null: every "
+        "other behaviour of the data; []: none, the others are dropped)")
+
+
 class Preprocess(Strict):
     rating_threshold: Optional[float] = Field(
         4.0, description="implicit feedback: keep interactions with rating >= this; null keeps all")
@@ -62,6 +104,21 @@ class Preprocess(Strict):
         "error", description="an interaction row with an empty user or item id, or an empty, "
         "non-numeric or non-finite rating or timestamp (where the data has them): error stops with "
         "its file and line; skip leaves such rows out and counts them in the run report")
+    below_threshold_as: Optional[str] = Field(
+        None, description="keep the interactions below rating_threshold as this auxiliary behaviour "
+        "(e.g. watched next to the liked target): extra graph relation interact:<name>, in training "
+        "only, never a positive nor evaluated")
+    behaviors: Optional[Behaviors] = Field(
+        None, description="split interactions by the dataset's behaviour column into a target and "
+        "auxiliary graph relations (`behavior:` in a table dataset, `behavior_field` in an atomic one)")
+    weight: Optional[InteractionWeight] = Field(
+        None, description="turn a column into per-interaction weights, for graph edges and/or the loss")
+
+    @model_validator(mode="after")
+    def _threshold_for_below(self) -> "Preprocess":
+        if self.below_threshold_as is not None and self.rating_threshold is None:
+            raise ValueError("below_threshold_as needs a rating_threshold to be below")
+        return self
 
 
 class SplitConfig(Strict):

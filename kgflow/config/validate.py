@@ -239,6 +239,7 @@ def resolve_components(config: PipelineConfig, located: Located,
     issues += _capability_issues(config, located, registry)
     issues += _sampling_issues(config, located, registry)
     issues += _optimizer_issues(config, located)
+    issues += _interaction_feature_issues(config, located)
     issues += _role_issues(config, located, registry)
     for i, metric in enumerate(config.eval.metrics):
         issues += _metric_issues(metric, ("eval", "metrics", i), located, registry)
@@ -570,6 +571,26 @@ def _role_issues(config: PipelineConfig, located: Located, registry: Registry) -
         issues.append(ConfigIssue(f"fusion {comp.name!r} does not use the encoders {extra}; remove them "
                                   "or choose a fusion that combines them", path="encoders", file=file,
                                   line=line))
+    return issues
+
+
+def _interaction_feature_issues(config: PipelineConfig, located: Located) -> list[ConfigIssue]:
+    """Weights and behaviours are made while kgflow splits the data: a predefined split's files
+    are taken as they are, so these options would do nothing there."""
+    if config.split.method != "predefined":
+        return []
+    pre = config.preprocess
+    issues = []
+    for key, value in (("weight", pre.weight), ("behaviors", pre.behaviors),
+                       ("below_threshold_as", pre.below_threshold_as)):
+        if value is None:
+            continue
+        path = ("preprocess", key)
+        file, line = located.where(path)
+        issues.append(ConfigIssue(f"preprocess.{key} applies to a split kgflow makes, but split.method "
+                                  "predefined reads its parts as they are", path=format_path(path),
+                                  file=file, line=line,
+                                  hint="remove it, or let kgflow split the data (split.method random, ...)"))
     return issues
 
 

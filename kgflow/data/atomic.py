@@ -100,9 +100,13 @@ def _pick(columns: list[str], wanted: Optional[str], fallbacks: tuple[str, ...],
 
 def load_atomic_dataset(folder: str | Path, name: str, *, user_field: Optional[str] = None,
                         item_field: Optional[str] = None, rating_field: Optional[str] = None,
-                        timestamp_field: Optional[str] = None, encoding: str = "utf-8") -> RecData:
+                        timestamp_field: Optional[str] = None, encoding: str = "utf-8",
+                        value_field: Optional[str] = None,
+                        behavior_field: Optional[str] = None) -> RecData:
     """Load ``folder/name.inter`` plus whichever of ``.user .item .kg .link`` exist, every file in
-    ``encoding``. The interactions are handed over as read (their rows are checked by the core)."""
+    ``encoding``. The interactions are handed over as read (their rows are checked by the core).
+    ``value_field`` and ``behavior_field`` name the columns read as the interactions' ``value``
+    (for ``preprocess.weight``) and ``behavior`` (for ``preprocess.behaviors``)."""
     folder = Path(folder)
     inter_path = folder / f"{name}.inter"
     if not inter_path.exists():
@@ -116,6 +120,9 @@ def load_atomic_dataset(folder: str | Path, name: str, *, user_field: Optional[s
     interactions = pd.DataFrame({"user": inter[u], "item": inter[i]})
     interactions["rating"] = inter[r] if r else np.nan
     interactions["timestamp"] = inter[t] if t else np.nan
+    for column, wanted in (("value", value_field), ("behavior", behavior_field)):
+        if wanted is not None:
+            interactions[column] = inter[_pick(cols, wanted, (), inter_path)]
     source = {"inter": inter_path}
 
     def optional(suffix: str) -> Optional[pd.DataFrame]:

@@ -1,12 +1,14 @@
-"""From raw data to the interactions a model learns from: implicit feedback, de-duplication,
-k-core filtering and dense ids."""
+"""From raw data to the interactions a model learns from: the target behaviour, implicit feedback,
+de-duplication, k-core filtering, dense ids and interaction weights."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
 from kgflow.config.schema import Preprocess
+from kgflow.data.behaviors import target_rows
 from kgflow.data.recdata import Interactions, RecData
+from kgflow.data.weights import COUNT_COLUMN, interaction_weights, pair_counts
 from kgflow.errors import DataError
 
 
@@ -40,9 +42,11 @@ def dense_ids(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 def prepare_interactions(data: RecData, config: Preprocess) -> Interactions:
     """Apply the preprocessing block and map ids to ``0..n-1`` (sorted by raw id, so a given
     dataset always gets the same dense ids)."""
-    frame = data.interactions
     where = f"{data.source['inter']}: " if data.source.get("inter") else f"dataset {data.name!r}: "
-    steps: list[str] = [f"{len(frame):,} interactions read"]
+    frame = target_rows(data, config, where)
+    steps: list[str] = [f"{len(data.interactions):,} interactions read"]
+    if config.behaviors is not None:
+        steps.append(f"preprocess.behaviors target {config.behaviors.target} keeps {len(frame):,}")
     if config.rating_threshold is not None:
         ratings = frame["rating"]
         if ratings.isna().all():
@@ -51,6 +55,8 @@ def prepare_interactions(data: RecData, config: Preprocess) -> Interactions:
         frame = frame[ratings >= config.rating_threshold]
         steps.append(f"preprocess.rating_threshold {config.rating_threshold:g} keeps {len(frame):,} "
                      f"(ratings range {ratings.min():g} to {ratings.max():g})")
+    if config.weight is not None and config.weight.column == "count":
+        frame = frame.assign(**{COUNT_COLUMN: pair_counts(frame)})
     if config.dedupe:
         frame = frame.sort_values(["timestamp"], kind="stable", na_position="first")
         # duplicates found on integer codes: hashing 20M string pairs costs minutes
@@ -71,7 +77,9 @@ def prepare_interactions(data: RecData, config: Preprocess) -> Interactions:
         raise DataError(f"{where}no interactions are left after preprocessing: " + "; ".join(steps))
     user_ids, user = dense_ids(frame["user"])
     item_ids, item = dense_ids(frame["item"])
+    weight = None if config.weight is None else interaction_weights(frame, user, config.weight, where)
     return Interactions(user=user, item=item,
                         rating=frame["rating"].to_numpy(dtype=float),
                         timestamp=frame["timestamp"].to_numpy(dtype=float),
-                        user_ids=user_ids.astype(object), item_ids=item_ids.astype(object))
+                        user_ids=user_ids.astype(object), item_ids=item_ids.astype(object),
+                        weight=weight)

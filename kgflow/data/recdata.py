@@ -18,6 +18,9 @@ import torch
 from kgflow.data.rows import BadRowPolicy, SkippedRows, clean_interactions
 
 INTERACTION_COLUMNS = ("user", "item", "rating", "timestamp")
+#: columns a dataset may add: ``value`` (a number per interaction: dwell time, play count) for
+#: ``preprocess.weight``, ``behavior`` (text: click, cart, buy) for ``preprocess.behaviors``
+OPTIONAL_COLUMNS = ("value", "behavior")
 
 
 def id_text(values: pd.Series) -> pd.Series:
@@ -38,7 +41,7 @@ class RecData:
     """Raw recommendation data with original (string) ids.
 
     - ``interactions``: columns ``user``, ``item`` (str) and ``rating``, ``timestamp`` (float, NaN
-      when the source has none).
+      when the source has none); optionally ``value`` (float) and ``behavior`` (str).
     - ``users`` / ``items``: attribute tables indexed by raw id (str), or ``None``.
     - ``kg``: triples with columns ``head``, ``relation``, ``tail`` (str), or ``None``.
     - ``item_links``: ``item`` -> ``entity`` (str), linking items to KG entities, or ``None``.
@@ -70,7 +73,10 @@ class RecData:
                 inter[col] = np.nan
         inter["user"] = id_text(inter["user"])
         inter["item"] = id_text(inter["item"])
-        self.interactions = inter[list(INTERACTION_COLUMNS)].reset_index(drop=True)
+        if "behavior" in inter.columns:
+            inter["behavior"] = id_text(inter["behavior"])
+        columns = list(INTERACTION_COLUMNS) + [c for c in OPTIONAL_COLUMNS if c in inter.columns]
+        self.interactions = inter[columns].reset_index(drop=True)
 
     def cleaned(self, policy: BadRowPolicy = "error") -> "RecData":
         """This data with every interaction row checked (:func:`~kgflow.data.rows.clean_interactions`):
@@ -112,6 +118,8 @@ class Interactions:
     timestamp: np.ndarray  # float64 (NaN if unknown)
     user_ids: np.ndarray  # dense -> raw (str objects)
     item_ids: np.ndarray
+    #: per-interaction positive weight (``preprocess.weight``); ``None``: every interaction counts 1
+    weight: Optional[np.ndarray] = None
 
     @property
     def n_users(self) -> int:
@@ -127,7 +135,12 @@ class Interactions:
     def subset(self, mask_or_index: np.ndarray) -> "Interactions":
         return Interactions(self.user[mask_or_index], self.item[mask_or_index],
                             self.rating[mask_or_index], self.timestamp[mask_or_index],
-                            self.user_ids, self.item_ids)
+                            self.user_ids, self.item_ids,
+                            None if self.weight is None else self.weight[mask_or_index])
+
+    def weights(self) -> np.ndarray:
+        """The per-interaction weights, ones when the interactions are unweighted."""
+        return np.ones(len(self.user)) if self.weight is None else self.weight
 
     def to_frame(self, raw_ids: bool = True) -> pd.DataFrame:
         return pd.DataFrame({
@@ -145,6 +158,9 @@ class Split:
     test: Interactions
     method: str
     cold_items: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    #: auxiliary behaviours by name (``preprocess.behaviors``, ``below_threshold_as``): extra
+    #: user-item edges for the graph, in training only; never positives, never evaluated
+    auxiliary: dict[str, Interactions] = field(default_factory=dict)
 
     @property
     def n_users(self) -> int:
@@ -175,9 +191,12 @@ class Split:
         return h.hexdigest()[:16]
 
     def stats(self) -> dict[str, int]:
-        return {"users": self.n_users, "items": self.n_items, "train": len(self.train),
-                "valid": len(self.valid), "test": len(self.test),
-                "cold_items": int(len(self.cold_items))}
+        out = {"users": self.n_users, "items": self.n_items, "train": len(self.train),
+               "valid": len(self.valid), "test": len(self.test),
+               "cold_items": int(len(self.cold_items))}
+        for name, part in self.auxiliary.items():
+            out[f"auxiliary {name}"] = len(part)
+        return out
 
 
 def _unicode(ids: np.ndarray) -> np.ndarray:

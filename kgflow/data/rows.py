@@ -85,7 +85,8 @@ def _place(source: Optional[str], lines: Optional[np.ndarray], row: int) -> str:
 
 
 def _describe(frame: pd.DataFrame, row: int, reasons: list[str]) -> str:
-    shown = {c: frame[c].iloc[row] for c in ("user", "item", "rating", "timestamp") if c in frame}
+    shown = {c: frame[c].iloc[row] for c in ("user", "item", "rating", "timestamp", "value", "behavior")
+             if c in frame}
     values = ", ".join(f"{c}={'' if pd.isna(v) else v!s}" if not isinstance(v, str) else f"{c}={v!r}"
                        for c, v in shown.items())
     return f"{' and '.join(reasons)} ({values})"
@@ -104,11 +105,18 @@ def clean_interactions(frame: pd.DataFrame, *, policy: BadRowPolicy = "error",
     }
     rating = _numbers(frame["rating"], "rating", reasons)
     timestamp = _numbers(frame["timestamp"], "timestamp", reasons, TIMESTAMP_LIMIT)
+    value = _numbers(frame["value"], "value", reasons) if "value" in frame else None
+    if "behavior" in frame:
+        reasons["empty behavior"] = _empty_text(frame["behavior"])
     bad = np.zeros(len(frame), dtype=bool)
     for mask in reasons.values():
         bad |= mask
     clean = pd.DataFrame({"user": frame["user"].astype(str), "item": frame["item"].astype(str),
                           "rating": rating.to_numpy(), "timestamp": timestamp.to_numpy()})
+    if value is not None:
+        clean["value"] = value.to_numpy()
+    if "behavior" in frame:
+        clean["behavior"] = frame["behavior"].astype(str).str.strip().to_numpy()
     skipped = SkippedRows()
     if not bad.any():
         return clean, skipped

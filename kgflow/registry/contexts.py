@@ -39,6 +39,8 @@ class BuilderContext:
     data: RecData
     split: Split
     seed: int
+    #: put ``split.train.weight`` on the interaction edges (``preprocess.weight.graph``)
+    edge_weights: bool = False
 
 
 @dataclass

@@ -6,11 +6,12 @@ reaches back into the YAML.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kgflow.config.validate import LoadedPipeline
+from kgflow.data.behaviors import attach_auxiliary, auxiliary_interactions
 from kgflow.data.preprocess import prepare_interactions
 from kgflow.data.recdata import RecData, Split
 from kgflow.data.split import read_predefined, split_interactions
@@ -26,6 +27,8 @@ from kgflow.registry import Registry, get_registry
 class Prepared:
     data: RecData
     split: Split
+    #: auxiliary pairs left out per behaviour because they are held-out targets (for the report)
+    auxiliary_dropped: dict[str, int] = field(default_factory=dict)
 
 
 def load_data(loaded: LoadedPipeline, registry: Registry) -> RecData:
@@ -45,16 +48,19 @@ def prepare(loaded: LoadedPipeline, registry: Registry | None = None) -> Prepare
     data = load_data(loaded, registry)
     if cfg.split.method == "predefined":
         split = read_predefined(Path(cfg.split.path), cfg.preprocess.on_bad_rows)  # type: ignore[arg-type]
-    else:
-        split = split_interactions(prepare_interactions(data, cfg.preprocess), cfg.split, cfg.seed,
-                                   data.source.get("inter"))
-    return Prepared(data, split)
+        return Prepared(data, split)
+    target = prepare_interactions(data, cfg.preprocess)
+    split = split_interactions(target, cfg.split, cfg.seed, data.source.get("inter"))
+    split, dropped = attach_auxiliary(split, auxiliary_interactions(data, cfg.preprocess, target))
+    return Prepared(data, split, dropped)
 
 
 def build_graph(loaded: LoadedPipeline, prepared: Prepared, registry: Registry) -> GraphBundle:
     cfg = loaded.config
     comp = registry.get("builder", cfg.graph.name)
-    return comp.factory(cfg.graph.parsed, BuilderContext(prepared.data, prepared.split, cfg.seed))
+    weights = cfg.preprocess.weight is not None and cfg.preprocess.weight.graph
+    return comp.factory(cfg.graph.parsed, BuilderContext(prepared.data, prepared.split, cfg.seed,
+                                                         edge_weights=weights))
 
 
 def build_recommender(loaded: LoadedPipeline, prepared: Prepared, graph: GraphBundle,

@@ -196,6 +196,14 @@ def _run_pipeline(loaded: LoadedPipeline, out: str | Path | None, *, overwrite: 
         if skipped.count:
             echo(f"data: {skipped.summary()} (preprocess.on_bad_rows: skip); first: "
                  + "; ".join(skipped.examples[:3]))
+        for name, lost in prepared.auxiliary_dropped.items():
+            echo(f"data: auxiliary behaviour {name}: {len(split.auxiliary[name]):,} training pairs; "
+                 f"{lost:,} left out (held-out targets, cold items, or later than the user's "
+                 "held-out targets on a split by time)")
+        if split.train.weight is not None:
+            w = split.train.weight
+            echo(f"data: interaction weights ({cfg.preprocess.weight.column}): min {w.min():.3g}, "  # type: ignore[union-attr]
+                 f"mean {w.mean():.3g}, max {w.max():.3g}")
         graph = build_graph(loaded, prepared, registry)
         echo("graph: " + "; ".join(graph.report.lines()))
         model = build_recommender(loaded, prepared, graph, registry, needs=needs)
@@ -382,7 +390,7 @@ def build_training(loaded: LoadedPipeline, split: Split, model: Recommender, run
     from lightning.pytorch.loggers import CSVLogger
 
     from kgflow.training.datamodule import RecDataModule
-    from kgflow.training.module import RecModule
+    from kgflow.training.module import RecModule, check_weighted_loss
     from kgflow.training.neighbors import backend_name
     from kgflow.training.selection import BestCheckpoint
 
@@ -390,9 +398,12 @@ def build_training(loaded: LoadedPipeline, split: Split, model: Recommender, run
     loss_comp = registry.get("loss", cfg.objective.loss.name)
     loss = loss_comp.factory(cfg.objective.loss.parsed, LossContext(cfg.objective.negatives))
     metrics = metric_functions(cfg.eval.metrics, registry, context_of(split, data), cfg.eval.metric_params)
+    loss_weights = cfg.preprocess.weight is not None and cfg.preprocess.weight.loss
+    if loss_weights:
+        check_weighted_loss(loss, cfg.objective.loss.name)
     datamodule = RecDataModule(split, cfg.train.batch_size, cfg.objective.negatives,
                                cfg.eval.batch_users, cfg.seed, cfg.eval.max_users,
-                               cfg.objective.negative_sampling)
+                               cfg.objective.negative_sampling, loss_weights=loss_weights)
     sampling = cfg.train.sampling
     if sampling.method == "neighbor" and graph is not None:
         edges = model.message_edges()

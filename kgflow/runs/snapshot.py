@@ -2,7 +2,8 @@
 export and evaluation rebuild the model from the run alone: no dataset plugin, no raw files, no
 re-splitting. Parquet, NumPy (no object arrays) and JSON only: nothing that can run code.
 
-    data/split.parquet     part (0 train, 1 valid, 2 test), user, item (dense ids), rating, timestamp
+    data/split.parquet     part (0 train, 1 valid, 2 test, 3.. auxiliary behaviours), user, item
+                           (dense ids), rating, timestamp, weight (NaN: unweighted)
     data/ids.parquet       ``kind`` (user / item) and ``id``: the dense -> original id maps
     data/cold_items.npy    a cold-start split's held-out items (dense ids)
     data/users.parquet, items.parquet, kg.parquet, item_links.parquet   whatever the dataset had
@@ -40,13 +41,16 @@ def save_snapshot(run_path: Path, data: RecData, split: Split) -> Path:
     tmp = run_path / f".{FOLDER}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    parts = [split.train, split.valid, split.test]
+    behaviours = sorted(split.auxiliary)
+    parts = [split.train, split.valid, split.test] + [split.auxiliary[b] for b in behaviours]
     frame = pd.DataFrame({
-        "part": np.concatenate([np.full(len(p), i, dtype=np.int8) for i, p in enumerate(parts)]),
+        "part": np.concatenate([np.full(len(p), i, dtype=np.int16) for i, p in enumerate(parts)]),
         "user": np.concatenate([p.user for p in parts]).astype(np.int64),
         "item": np.concatenate([p.item for p in parts]).astype(np.int64),
         "rating": np.concatenate([p.rating for p in parts]).astype(np.float64),
-        "timestamp": np.concatenate([p.timestamp for p in parts]).astype(np.float64)})
+        "timestamp": np.concatenate([p.timestamp for p in parts]).astype(np.float64),
+        "weight": np.concatenate([np.full(len(p), np.nan) if p.weight is None else p.weight
+                                  for p in parts]).astype(np.float64)})
     frame.to_parquet(tmp / "split.parquet", index=False)
     pd.DataFrame({"kind": ["user"] * split.n_users + ["item"] * split.n_items,
                   "id": np.concatenate([split.user_ids, split.item_ids]).astype(str)}).to_parquet(
@@ -61,7 +65,8 @@ def save_snapshot(run_path: Path, data: RecData, split: Split) -> Path:
         _write_table(table, tmp / f"{name}.parquet")
     meta = {"name": data.name, "method": split.method, "atomic_name": data.atomic_name,
             "source": {k: str(v) for k, v in data.source.items()},
-            "fingerprint": split.fingerprint(), "stats": split.stats()}
+            "fingerprint": split.fingerprint(), "stats": split.stats(),
+            "auxiliary": behaviours, "weighted": split.train.weight is not None}
     (tmp / "data.json").write_text(json.dumps(meta, indent=2) + "\n")
     if folder.exists():
         shutil.rmtree(folder)
@@ -99,13 +104,17 @@ def load_snapshot(run_path: Path) -> tuple[RecData, Split]:
         raise RunDirError(f"{current}: the run's saved data cannot be read ({type(exc).__name__}: "
                           f"{exc}); rerun the pipeline to write it again") from None
 
+    weighted = bool(meta.get("weighted")) and "weight" in frame.columns
+
     def part(i: int) -> Interactions:
         rows = frame[frame["part"] == i]
+        weight = rows["weight"].to_numpy(np.float64, copy=True) if weighted and i < 3 else None
         return Interactions(*(rows[c].to_numpy(dtype, copy=True) for c, dtype in
                               (("user", np.int64), ("item", np.int64), ("rating", np.float64),
-                               ("timestamp", np.float64))), user_ids, item_ids)
+                               ("timestamp", np.float64))), user_ids, item_ids, weight)
 
-    split = Split(part(0), part(1), part(2), meta["method"], cold.astype(np.int64))
+    auxiliary = {name: part(3 + i) for i, name in enumerate(meta.get("auxiliary", []))}
+    split = Split(part(0), part(1), part(2), meta["method"], cold.astype(np.int64), auxiliary)
     # Everything after the split reads interactions from it; the raw table is not rebuilt.
     interactions = pd.DataFrame({"user": pd.Series(dtype=str), "item": pd.Series(dtype=str)})
     data = RecData(meta["name"], interactions, tables["users"], tables["items"], tables["kg"],

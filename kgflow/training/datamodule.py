@@ -36,8 +36,12 @@ class PairBatches:
     """
 
     def __init__(self, users: torch.Tensor, items: torch.Tensor, sampler: NegativeSampler,
-                 batch_size: int, negatives: int, seed: int) -> None:
+                 batch_size: int, negatives: int, seed: int,
+                 weights: torch.Tensor | None = None) -> None:
+        """``weights``: each pair's interaction weight, handed to the loss as the batch's
+        ``weight`` (``preprocess.weight.loss``); ``None`` leaves batches without one."""
         self.users, self.items = users, items
+        self.weights = weights
         self.sampler = sampler
         self.batch_size, self.negatives, self.seed = batch_size, negatives, seed
         self.epoch = 0
@@ -69,11 +73,12 @@ class PairBatches:
             self.epoch = self.epoch_source()
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         perm = torch.randperm(len(self.users), generator=gen)
+        rows = perm if self.world == 1 else perm[shard_rows(len(perm), self.rank, self.world)]
+        weights = None if self.weights is None else self.weights[rows]
         if self.world == 1:
             users, items = self.users[perm], self.items[perm]
             neg = self.sampler.sample(users, self.negatives, gen)
         else:
-            rows = perm[shard_rows(len(perm), self.rank, self.world)]
             users, items = self.users[rows], self.items[rows]
             own = torch.Generator().manual_seed(
                 ((self.seed * 1_000_003 + self.epoch) * 7919 + self.rank + 1) % (2 ** 63))
@@ -83,6 +88,8 @@ class PairBatches:
         for start in range(0, len(users), size):
             end = start + size
             batch = {"user": users[start:end], "pos": items[start:end], "neg": neg[start:end]}
+            if weights is not None:
+                batch["weight"] = weights[start:end]
             if self.neighbors is not None:
                 batch.update(self._neighbourhood(batch, gen if self.world == 1 else own))
             yield batch
@@ -128,10 +135,11 @@ class UserChunks:
 class RecDataModule(L.LightningDataModule):
     def __init__(self, split: Split, batch_size: int, negatives: int, eval_batch_users: int,
                  seed: int, max_users: int | None = None,
-                 sampling: NegativeSampling | None = None) -> None:
+                 sampling: NegativeSampling | None = None, loss_weights: bool = False) -> None:
         """Full-graph training batches; :meth:`sample_neighbourhoods` turns on sampled subgraphs.
         ``sampling`` (``objective.negative_sampling``): popularity-proportional draws, or for
-        ``dns`` ``candidates`` uniform draws per negative, from which the module picks."""
+        ``dns`` ``candidates`` uniform draws per negative, from which the module picks.
+        ``loss_weights``: batches carry each positive's interaction weight (``weight``)."""
         super().__init__()
         self.split = split
         users = torch.from_numpy(split.train.user)
@@ -144,7 +152,8 @@ class RecDataModule(L.LightningDataModule):
         # Held-out cold items do not exist during training: they are never drawn as negatives.
         self.sampler = NegativeSampler(users, items, split.n_items,
                                        exclude=torch.from_numpy(split.cold_items), weights=weights)
-        self.train_batches = PairBatches(users, items, self.sampler, batch_size, negatives, seed)
+        weights = (torch.from_numpy(split.train.weights()).float() if loss_weights else None)
+        self.train_batches = PairBatches(users, items, self.sampler, batch_size, negatives, seed, weights)
         self.tasks = {stage: EvalTask.for_stage(split, stage) for stage in ("valid", "test")}
         if max_users is not None:  # one fixed, seeded sample per stage
             for task in self.tasks.values():

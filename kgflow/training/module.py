@@ -1,6 +1,7 @@
 """The Lightning module the core wraps around any :class:`Recommender`."""
 from __future__ import annotations
 
+import inspect
 import time
 from typing import Callable
 
@@ -17,6 +18,24 @@ from kgflow.training import rng
 from kgflow.training.optim import RowSparseAdam, use_sparse_lookups
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | VectorLoss
+
+
+def check_weighted_loss(loss: LossFn, name: str) -> None:
+    """``preprocess.weight.loss`` hands the loss each positive's weight: refuse a loss that cannot
+    take it, rather than train as if the weights were not there."""
+    if isinstance(loss, VectorLoss):
+        takes = loss.supports_weights
+    else:
+        try:
+            params = inspect.signature(loss).parameters
+        except (TypeError, ValueError):
+            params = {}
+        takes = "weight" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+    if not takes:
+        raise NotSupportedError(
+            f"objective.loss {name!r} does not take per-positive weights, but preprocess.weight.loss "
+            "is true; use bpr, bce, softmax or directau, or set preprocess.weight.loss: false (a "
+            "loss plugin takes them as `weight=`, or as PairVectors.weight with supports_weights)")
 
 
 class RecModule(L.LightningModule):
@@ -72,11 +91,15 @@ class RecModule(L.LightningModule):
         if isinstance(self.loss_fn, VectorLoss):
             user_vec, pos_vec = self.model.vectors(emb, at_user, at_pos)
             neg_vec = self.model.vectors(emb, at_user, at_neg)[1]
-            loss = self.loss_fn(PairVectors(user_vec, pos_vec, neg_vec, users, pos, neg))
+            loss = self.loss_fn(PairVectors(user_vec, pos_vec, neg_vec, users, pos, neg,
+                                            batch.get("weight")))
         else:
             pos_scores = self.model.score(emb, at_user, at_pos)
             neg_scores = self.model.score(emb, at_user, at_neg)
-            loss = self.loss_fn(pos_scores, neg_scores)
+            if "weight" in batch:
+                loss = self.loss_fn(pos_scores, neg_scores, weight=batch["weight"])
+            else:
+                loss = self.loss_fn(pos_scores, neg_scores)
         if self.l2 > 0:
             loss = loss + self.l2 * self.model.regularization(users, pos, neg)
         extra = self.model.extra_loss(emb, batch)

@@ -15,21 +15,29 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from kgflow.plugin import (INTERACT, BuilderContext, Component, DataError, EdgeBlock, GraphBundle, NoParams,
+from kgflow.plugin import (BEHAVIOUR_PREFIX, INTERACT, BuilderContext, Component, DataError, EdgeBlock, GraphBundle, NoParams,
                            Params, assemble_graph, prepare_kg)
 
 
-def interaction_block(ctx: BuilderContext) -> EdgeBlock:
-    """User -> item ``interact`` facts from the training interactions only (no leakage)."""
+def interaction_blocks(ctx: BuilderContext) -> list[EdgeBlock]:
+    """User -> item ``interact`` facts from the training interactions only (no leakage), weighted
+    when the pipeline asks (``preprocess.weight.graph``), then one ``interact:<behaviour>``
+    relation per auxiliary behaviour."""
     split = ctx.split
-    return EdgeBlock(INTERACT, split.train.user.astype(np.int64),
-                     split.train.item.astype(np.int64) + split.n_users)
+    weight = split.train.weight if ctx.edge_weights else None
+    blocks = [EdgeBlock(INTERACT, split.train.user.astype(np.int64),
+                        split.train.item.astype(np.int64) + split.n_users, weight)]
+    for name, part in sorted(split.auxiliary.items()):
+        blocks.append(EdgeBlock(BEHAVIOUR_PREFIX + name, part.user.astype(np.int64),
+                                part.item.astype(np.int64) + split.n_users))
+    return blocks
 
 
 def build_user_item(params: NoParams, ctx: BuilderContext) -> GraphBundle:
-    """Users take nodes ``0..n_users-1``, items follow; each training pair becomes two directed edges."""
+    """Users take nodes ``0..n_users-1``, items follow; each training pair becomes two directed
+    edges (auxiliary behaviours, when the pipeline has them, become relations of their own)."""
     split = ctx.split
-    graph = assemble_graph({"user": split.n_users, "item": split.n_items}, [interaction_block(ctx)],
+    graph = assemble_graph({"user": split.n_users, "item": split.n_items}, interaction_blocks(ctx),
                            inverse_relations=False)
     pairs = graph.report.edges.get(INTERACT, 0)
     graph.report.density = pairs / max(split.n_users * split.n_items, 1)
@@ -173,7 +181,7 @@ def _compose(ctx: BuilderContext, base: GraphParams, kg: KgOptions | None,
              attributes: AttributeOptions | None) -> GraphBundle:
     split = ctx.split
     counts = {"user": split.n_users, "item": split.n_items}
-    blocks = [interaction_block(ctx)] if base.interactions else []
+    blocks = interaction_blocks(ctx) if base.interactions else []
     stats: dict = {}
     notes: list[str] = []
     names: list[str] = []

@@ -21,6 +21,10 @@ class AtomicParams(Params):
     item_field: Optional[str] = None
     rating_field: Optional[str] = None
     timestamp_field: Optional[str] = None
+    value_field: Optional[str] = Field(None, description="a numeric field read as each interaction's "
+                                       "value (dwell time, play count) for preprocess.weight")
+    behavior_field: Optional[str] = Field(None, description="a field naming each interaction's "
+                                          "behaviour (click, cart, buy) for preprocess.behaviors")
     encoding: str = Field(
         "utf-8", description="text encoding of every file in the folder (a Python codec name: "
         "utf-8, latin-1, cp1252, utf-16, ...); a byte invalid in it is refused with its offset")
@@ -32,7 +36,8 @@ def load_atomic(params: AtomicParams, ctx: DatasetContext) -> RecData:
     folder = Path(params.path).expanduser()
     return load_atomic_dataset(folder, params.name or folder.name, user_field=params.user_field,
                                item_field=params.item_field, rating_field=params.rating_field,
-                               timestamp_field=params.timestamp_field, encoding=params.encoding)
+                               timestamp_field=params.timestamp_field, encoding=params.encoding,
+                               value_field=params.value_field, behavior_field=params.behavior_field)
 
 
 class TableSpec(Params):
@@ -52,6 +57,10 @@ class InteractionTable(TableSpec):
     item: str = "item_id"
     rating: Optional[str] = None
     timestamp: Optional[str] = None
+    value: Optional[str] = Field(None, description="a numeric column read as each interaction's value "
+                                 "(dwell time, play count) for preprocess.weight")
+    behavior: Optional[str] = Field(None, description="a column naming each interaction's behaviour "
+                                    "(click, cart, buy) for preprocess.behaviors")
 
 
 class EntityTable(TableSpec):
@@ -111,12 +120,16 @@ def read_table(spec: TableSpec, columns: list[str], encoding: str = "utf-8"
 
 def load_tabular(params: TabularParams, ctx: DatasetContext) -> RecData:
     spec = params.interactions
-    cols = [c for c in (spec.user, spec.item, spec.rating, spec.timestamp) if c]
+    cols = [c for c in (spec.user, spec.item, spec.rating, spec.timestamp, spec.value, spec.behavior) if c]
     frame, lines = read_table(spec, cols, params.encoding)
     # handed over as read: the core checks every row (empty ids, ratings that are no number)
     interactions = pd.DataFrame({"user": frame[spec.user], "item": frame[spec.item]})
     interactions["rating"] = frame[spec.rating] if spec.rating else np.nan
     interactions["timestamp"] = frame[spec.timestamp] if spec.timestamp else np.nan
+    if spec.value:
+        interactions["value"] = frame[spec.value]
+    if spec.behavior:
+        interactions["behavior"] = frame[spec.behavior]
 
     def table(entity: Optional[EntityTable], index_name: str) -> Optional[pd.DataFrame]:
         if entity is None:

@@ -94,7 +94,7 @@ class SimGCL(LightGCN):
                         edge_id: torch.Tensor) -> torch.Tensor:
         """The clean propagation of a sampled neighbourhood; its noisy views follow in
         :meth:`batch_loss`, over the same subgraph."""
-        step = self.sampled_step(nodes, edge_index)
+        step = self.sampled_step(nodes, edge_index, edge_id)
         x = self._rows(nodes)
         if self.training:
             self._last_input = (x, step)
@@ -140,7 +140,7 @@ class XSimGCL(SimGCL):
     def forward_sampled(self, nodes: torch.Tensor, edge_index: torch.Tensor,
                         edge_id: torch.Tensor) -> torch.Tensor:
         """The noisy propagation of a sampled neighbourhood, kept for the batch's contrast."""
-        x, step = self._rows(nodes), self.sampled_step(nodes, edge_index)
+        x, step = self._rows(nodes), self.sampled_step(nodes, edge_index, edge_id)
         if not self.training:
             return torch.stack(self._layer_outputs(x, noisy=False, step=step)).mean(0)
         return self._noisy_views(x, step)

@@ -32,12 +32,14 @@ class EASEParams(Params):
 
 
 def ease_weights(user: np.ndarray, item: np.ndarray, n_users: int, n_items: int,
-                 l2: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The binary history matrix ``X`` [users, items] and EASE's item-item weights ``B`` [items,
-    items] (zero diagonal), from training pairs (repeats count once). The inverse is taken in
-    float64; both are returned as float32."""
+                 l2: float, values: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The history matrix ``X`` [users, items] and EASE's item-item weights ``B`` [items, items]
+    (zero diagonal), from training pairs (repeats count once). ``X`` is binary, or holds
+    ``values`` (interaction weights) where given. The inverse is taken in float64; both are
+    returned as float32."""
     x = torch.zeros(n_users, n_items, dtype=torch.float64)
-    x[torch.as_tensor(user, dtype=torch.long), torch.as_tensor(item, dtype=torch.long)] = 1.0
+    x[torch.as_tensor(user, dtype=torch.long), torch.as_tensor(item, dtype=torch.long)] = \
+        1.0 if values is None else torch.as_tensor(values, dtype=torch.float64)
     gram = x.T @ x
     gram.diagonal().add_(l2)
     p = torch.linalg.inv(gram)
@@ -71,7 +73,10 @@ def build_ease(params: EASEParams, ctx: EncoderContext) -> EASE:
     if n_users * n_items > params.max_user_item_cells:
         raise KgflowError(f"{where}: ease keeps every user's history row, and {n_users:,} users x "
                           f"{n_items:,} items exceed max_user_item_cells {params.max_user_item_cells:,}")
-    return EASE(*ease_weights(train.user, train.item, n_users, n_items, params.l2))
+    # interaction weights on the graph's edges (preprocess.weight.graph) are X's values here
+    weighted = ctx.graph is not None and ctx.graph.edge_weight is not None
+    return EASE(*ease_weights(train.user, train.item, n_users, n_items, params.l2,
+                              train.weight if weighted else None))
 
 
 def components() -> list[Component]:

@@ -92,14 +92,24 @@ class _SymmetricSpMM(torch.autograd.Function):
         return None, ctx.adj @ grad
 
 
+def weighted_degree(graph: GraphBundle) -> torch.Tensor:
+    """Each node's degree: its number of edges, or the sum of their weights on a weighted graph."""
+    row = graph.edge_index[0]
+    if graph.edge_weight is None:
+        return torch.bincount(row, minlength=graph.num_nodes).float()
+    return torch.zeros(graph.num_nodes).index_add(0, row, graph.edge_weight.float())
+
+
 def normalized_adjacency(graph: GraphBundle) -> torch.Tensor:
-    """``D^-1/2 A D^-1/2`` of the graph as a CSR tensor (symmetric: every edge is listed both ways)."""
+    """``D^-1/2 A D^-1/2`` of the graph as a CSR tensor (symmetric: every edge is listed both ways).
+    On a weighted graph ``A`` holds the edge weights and ``D`` their sums (a weighted GCN)."""
     row, col = graph.edge_index
     n = graph.num_nodes
-    deg = torch.bincount(row, minlength=n).float()
-    inv_sqrt = deg.pow(-0.5)
+    inv_sqrt = weighted_degree(graph).pow(-0.5)
     inv_sqrt[torch.isinf(inv_sqrt)] = 0.0
     values = inv_sqrt[row] * inv_sqrt[col]
+    if graph.edge_weight is not None:
+        values = values * graph.edge_weight.float()
     adj = torch.sparse_coo_tensor(torch.stack([row, col]), values, (n, n),
                                   check_invariants=True).coalesce()
     with warnings.catch_warnings():  # "sparse CSR support is in beta": we use only its matmul
@@ -126,9 +136,12 @@ class LightGCN(GraphEncoder):
         extra = graph.num_nodes - self.n_users - self.n_items
         self.other = _embedding(extra, params) if extra > 0 else None
         self.register_buffer("adj", normalized_adjacency(graph), persistent=False)
-        # full-graph degrees, for sampled-subgraph training's edge weights
+        # full-graph degrees, for sampled-subgraph training's edge weights: edge counts (for the
+        # sampling correction) and, on a weighted graph, weight sums (for the normalisation)
         self.register_buffer("degree", torch.bincount(graph.edge_index[0], minlength=graph.num_nodes).float(),
                              persistent=False)
+        self.register_buffer("norm_degree", weighted_degree(graph), persistent=False)
+        self.register_buffer("edge_weight", graph.edge_weight, persistent=False)
 
     def forward(self) -> Embeddings:
         return self.propagate(self.user.weight, self.item.weight)
@@ -140,20 +153,29 @@ class LightGCN(GraphEncoder):
             tables.append((self.n_users + self.n_items, self.other.num_embeddings, self.other))
         return _lookup_rows(nodes, tables)
 
-    def sampled_step(self, nodes: torch.Tensor, edge_index: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    def sampled_step(self, nodes: torch.Tensor, edge_index: torch.Tensor,
+                     edge_id: torch.Tensor | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
         """One propagation layer on a sampled subgraph (local ids, row 0 sends). An edge keeps its
-        full-graph weight ``1/sqrt(d_u d_v)``, scaled by ``d_v / sampled_v`` (the receiver's degree
-        over its sampled edges), so each aggregate is an unbiased estimate of the full-graph one."""
+        full-graph weight ``w_uv/sqrt(d_u d_v)``, scaled by ``n_v / sampled_v`` (the receiver's
+        edge count over its sampled edges), so each aggregate is an unbiased estimate of the
+        full-graph one. ``edge_id`` (the edges' positions in the graph) reads a weighted graph's
+        edge weights."""
         src, dst = edge_index[0], edge_index[1]
-        degree = self.degree.index_select(0, nodes)
+        count = self.degree.index_select(0, nodes)
+        degree = self.norm_degree.index_select(0, nodes)
         sampled = torch.bincount(dst, minlength=len(nodes)).float().clamp(min=1)
-        weight = ((degree[src] * degree[dst]).rsqrt() * (degree[dst] / sampled[dst])).unsqueeze(1)
+        weight = (degree[src] * degree[dst]).rsqrt() * (count[dst] / sampled[dst])
+        if self.edge_weight is not None:
+            if edge_id is None:
+                raise ValueError("a weighted graph's sampled propagation needs the edges' ids")
+            weight = weight * self.edge_weight.index_select(0, edge_id)
+        weight = weight.unsqueeze(1)
         return lambda x: torch.zeros_like(x).index_add(0, dst, x.index_select(0, src) * weight)
 
     def forward_sampled(self, nodes: torch.Tensor, edge_index: torch.Tensor,
                         edge_id: torch.Tensor) -> torch.Tensor:
         """LightGCN on a sampled subgraph (see :meth:`sampled_step`)."""
-        step = self.sampled_step(nodes, edge_index)
+        step = self.sampled_step(nodes, edge_index, edge_id)
         x = self._rows(nodes)
         total = x
         for _ in range(self.layers):

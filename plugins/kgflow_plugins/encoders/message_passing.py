@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
-from kgflow.plugin import (Component, Embeddings, EncoderContext, GraphBundle, KgEmbeddings)
+from kgflow.plugin import (Component, Embeddings, EncoderContext, GraphBundle, KgEmbeddings,
+                           NotSupportedError)
 from kgflow_plugins.encoders.id_based import EmbeddingParams
 from kgflow_plugins.encoders.relational import NodeTable
 
@@ -55,6 +56,16 @@ class GATParams(PygParams):
         return self
 
 
+def refuse_edge_weights(graph: GraphBundle, name: str) -> None:
+    """An encoder that cannot use edge weights refuses a weighted graph rather than silently
+    training as if every interaction weighed the same."""
+    if graph.edge_weight is not None:
+        raise NotSupportedError(
+            f"encoder {name!r} does not use edge weights, but preprocess.weight.graph puts them on "
+            "the graph; use lightgcn, simgcl, xsimgcl, gcn or ease, or set preprocess.weight.graph: "
+            "false (and loss: true to weight the ranking loss instead)")
+
+
 class PygEncoder(NodeTable):
     """Layer-0 node table -> K torch-geometric convolutions -> combined user and item rows."""
 
@@ -67,6 +78,7 @@ class PygEncoder(NodeTable):
         edge_type = graph.edge_type if graph.edge_type is not None else \
             torch.zeros(graph.edge_index.shape[1], dtype=torch.long)
         self.register_buffer("edge_type", edge_type, persistent=False)
+        self.register_buffer("graph_edge_weight", graph.edge_weight, persistent=False)
         self.n_relations = max(len(graph.relation_names), 1)
 
         # Convolutions that take a bipartite (source, target) input compute their last layer for
@@ -151,10 +163,15 @@ class GCNEncoder(PygEncoder):
         self.relation_weight = None if fixed else nn.Parameter(torch.zeros(self.n_relations))
 
     def edge_inputs(self, edges: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The edge weights: learned per relation, times the interaction weights of a weighted graph."""
+        given = self.graph_edge_weight
+        if given is not None and edges is not None:
+            given = given.index_select(0, edges)
         if self.relation_weight is None:
-            return {}
+            return {} if given is None else {"edge_weight": given}
         types = self.edge_type if edges is None else self.edge_type.index_select(0, edges)
-        return {"edge_weight": F.softplus(self.relation_weight).index_select(0, types) / 0.6931}
+        learned = F.softplus(self.relation_weight).index_select(0, types) / 0.6931
+        return {"edge_weight": learned if given is None else learned * given}
 
 
 class SAGEEncoder(PygEncoder):
@@ -195,6 +212,8 @@ def _build(cls: type[PygEncoder]):
         graph = ctx.graph
         if graph.node_offsets.get("user") != 0 or graph.node_offsets.get("item") != graph.n_users:
             raise ValueError(f"{cls.__name__} needs a graph with user nodes first, then item nodes")
+        if cls is not GCNEncoder:
+            refuse_edge_weights(graph, cls.__name__.removesuffix("Encoder").lower())
         return cls(ctx.graph, params)  # type: ignore[call-arg]
     return build
 

@@ -33,6 +33,9 @@ def _check_graph(graph: GraphBundle, name: str) -> None:
                         "collaborative_kg or attribute_graph")
     if graph.node_offsets.get("user") != 0 or graph.node_offsets.get("item") != graph.n_users:
         raise DataError(f"encoder {name!r} needs a graph with user nodes first, then item nodes")
+    from kgflow_plugins.encoders.message_passing import refuse_edge_weights
+
+    refuse_edge_weights(graph, name)
 
 
 class NodeTable(GraphEncoder):

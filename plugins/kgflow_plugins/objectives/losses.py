@@ -6,24 +6,34 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from kgflow.plugin import (Component, LossContext, NoParams, PairVectors, Params, VectorLoss)
+from kgflow.plugin import (Component, LossContext, NoParams, PairVectors, Params, VectorLoss,
+                           weighted_mean)
 
+
+# Score losses take ``weight`` (each positive's interaction weight, preprocess.weight.loss) and
+# then return the weighted mean over positives; without it, the plain mean.
 
 def bpr(params: NoParams, ctx: LossContext):
     """Bayesian personalised ranking: ``-ln sigmoid(s_ui - s_uj)`` averaged over pairs."""
 
-    def loss(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
-        return -F.logsigmoid(pos.unsqueeze(-1) - neg).mean()
+    def loss(pos: torch.Tensor, neg: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        pairs = -F.logsigmoid(pos.unsqueeze(-1) - neg)
+        return pairs.mean() if weight is None else weighted_mean(pairs.mean(-1), weight)
 
     return loss
 
 
 def bce(params: NoParams, ctx: LossContext):
-    """Binary cross-entropy: positives labelled 1, sampled negatives 0 (each side averaged)."""
+    """Binary cross-entropy: positives labelled 1, sampled negatives 0 (each side averaged; a
+    positive's weight weights its own term and its negatives')."""
 
-    def loss(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
-        return (F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos))
-                + F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg)))
+    def loss(pos: torch.Tensor, neg: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        if weight is None:
+            return (F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos))
+                    + F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg)))
+        on_pos = F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos), reduction="none")
+        on_neg = F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg), reduction="none")
+        return weighted_mean(on_pos, weight) + weighted_mean(on_neg.mean(-1), weight)
 
     return loss
 
@@ -53,7 +63,9 @@ class InBatchSoftmax(VectorLoss):
         known = (v.pos_id.unsqueeze(0) == v.pos_id.unsqueeze(1)) | (v.user_id.unsqueeze(0) == v.user_id.unsqueeze(1))
         others = others.masked_fill(known, float("-inf"))
         logits = torch.cat([pos, neg, others], dim=1) / self.temperature
-        return -F.log_softmax(logits, dim=1)[:, 0].mean()
+        return weighted_mean(-F.log_softmax(logits, dim=1)[:, 0], v.weight)
+
+    supports_weights = True
 
 
 def sampled_softmax(params: SoftmaxParams, ctx: LossContext):
@@ -62,9 +74,9 @@ def sampled_softmax(params: SoftmaxParams, ctx: LossContext):
     if params.in_batch:
         return InBatchSoftmax(params.temperature)
 
-    def loss(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    def loss(pos: torch.Tensor, neg: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         logits = torch.cat([pos.unsqueeze(-1), neg], dim=-1) / params.temperature
-        return -F.log_softmax(logits, dim=-1)[..., 0].mean()
+        return weighted_mean(-F.log_softmax(logits, dim=-1)[..., 0], weight)
 
     return loss
 
@@ -74,9 +86,10 @@ class DirectAUParams(Params):
                          "it in 0.2 .. 10)")
 
 
-def alignment(user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
-    """Mean squared distance between each normalised user and its normalised positive item."""
-    return (F.normalize(user, dim=-1) - F.normalize(item, dim=-1)).pow(2).sum(-1).mean()
+def alignment(user: torch.Tensor, item: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean squared distance between each normalised user and its normalised positive item
+    (weighted by the positives' weights, where given)."""
+    return weighted_mean((F.normalize(user, dim=-1) - F.normalize(item, dim=-1)).pow(2).sum(-1), weight)
 
 
 def uniformity(x: torch.Tensor, t: float = 2.0) -> torch.Tensor:
@@ -100,8 +113,11 @@ class DirectAU(VectorLoss):
     def __init__(self, gamma: float) -> None:
         self.gamma = gamma
 
+    supports_weights = True
+
     def __call__(self, v: PairVectors) -> torch.Tensor:
-        return alignment(v.user, v.pos) + self.gamma * (uniformity(v.user) + uniformity(v.pos)) / 2
+        """Weights weight the alignment of each positive; uniformity is a property of the batch."""
+        return alignment(v.user, v.pos, v.weight) + self.gamma * (uniformity(v.user) + uniformity(v.pos)) / 2
 
 
 def direct_au(params: DirectAUParams, ctx: LossContext) -> DirectAU:
