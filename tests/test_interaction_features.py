@@ -270,3 +270,37 @@ def test_on_a_split_by_time_later_auxiliary_events_are_dropped():
     random = Split(target.subset(train), target.subset(valid), target.subset(test), "random")
     _, dropped = attach_auxiliary(random, auxiliary_interactions(data, cfg, target))
     assert dropped == {"click": 1}  # a random split has no future: only the held-out pair goes
+
+
+def test_auxiliary_weights_weigh_their_edges_and_survive_the_run_directory(write, invoke, tmp_path):
+    rng = np.random.default_rng(2)
+    rows = [(f"u{u}", f"i{i}", float(rng.integers(1, 6)), 0.0) for u in range(40)
+            for i in rng.choice(20, size=10, replace=False)]
+    _frame(rows).to_csv(tmp_path / "ratings.csv", index=False)
+    pipe = write("w.yaml", """
+        kgflow: 1
+        seed: 2
+        dataset:
+          name: tabular
+          params: {interactions: {path: ratings.csv, user: user, item: item, rating: rating}}
+        preprocess: {rating_threshold: 4, below_threshold_as: watched, auxiliary_weights: {watched: 0.25}}
+        encoders: {graph: {name: lightgcn, params: {dim: 8, layers: 2}}}
+        train: {epochs: 2, batch_size: 64}
+        """)
+    out = tmp_path / "run"
+    result = invoke("run", str(pipe), "--out", str(out), "--no-progress")
+    assert result.exit_code == 0, result.output
+    from kgflow.inference import TrainedRun
+
+    graph = TrainedRun.load(out).graph
+    watched = graph.edge_type == graph.relation_names.index("interact:watched")
+    assert set(graph.edge_weight[watched].tolist()) == {0.25}
+    assert set(graph.edge_weight[~watched].tolist()) == {1.0}
+    assert_reported_metrics_reproduce(out, beats_random=False)
+
+
+def test_auxiliary_weights_must_name_an_auxiliary_behaviour():
+    with pytest.raises(ValueError, match=r"names 'click', which is no auxiliary behaviour.*\['watched'\]"):
+        Preprocess(below_threshold_as="watched", auxiliary_weights={"click": 0.5})
+    with pytest.raises(ValueError, match="must be a positive number"):
+        Preprocess(below_threshold_as="watched", auxiliary_weights={"watched": 0})

@@ -113,11 +113,26 @@ class Preprocess(Strict):
         "auxiliary graph relations (`behavior:` in a table dataset, `behavior_field` in an atomic one)")
     weight: Optional[InteractionWeight] = Field(
         None, description="turn a column into per-interaction weights, for graph edges and/or the loss")
+    auxiliary_weights: dict[str, float] = Field(
+        default_factory=dict, description="edge weight of each auxiliary behaviour's graph edges, by "
+        "name (default 1; the target's edges weigh 1 or their preprocess.weight), e.g. {watched: "
+        "0.25}: how much a weaker signal counts in propagation")
 
     @model_validator(mode="after")
     def _threshold_for_below(self) -> "Preprocess":
         if self.below_threshold_as is not None and self.rating_threshold is None:
             raise ValueError("below_threshold_as needs a rating_threshold to be below")
+        named = {self.below_threshold_as} if self.below_threshold_as else set()
+        if self.behaviors is not None:
+            named |= set(self.behaviors.auxiliary or [])
+        for name, weight in self.auxiliary_weights.items():
+            if not weight > 0 or not math.isfinite(weight):
+                raise ValueError(f"auxiliary_weights.{name} is {weight}: an edge weight must be a "
+                                 "positive number")
+            open_ended = self.behaviors is not None and self.behaviors.auxiliary is None
+            if name not in named and not open_ended:
+                raise ValueError(f"auxiliary_weights names {name!r}, which is no auxiliary behaviour "
+                                 f"of this pipeline (they are {sorted(named) or 'none'})")
         return self
 
 

@@ -69,7 +69,8 @@ def auxiliary_rows(data: RecData, config: Preprocess) -> dict[str, pd.DataFrame]
 def auxiliary_interactions(data: RecData, config: Preprocess, target: Interactions
                            ) -> dict[str, Interactions]:
     """Auxiliary behaviours on the target's dense ids: one row per (user, item) and behaviour;
-    rows of users or items the target does not have are left out (they have no node to join)."""
+    rows of users or items the target does not have are left out (they have no node to join).
+    A behaviour named in ``preprocess.auxiliary_weights`` carries that weight on every row."""
     user_ids = target.user_ids.astype(str)
     item_ids = target.item_ids.astype(str)
     out = {}
@@ -84,9 +85,15 @@ def auxiliary_interactions(data: RecData, config: Preprocess, target: Interactio
                  .groupby("key", sort=True)["t"].min())
         key = first.index.to_numpy(dtype=np.int64)
         n = len(key)
+        weight = config.auxiliary_weights.get(name)
         out[name] = Interactions(user=key // width, item=key % width,
                                  rating=np.full(n, np.nan), timestamp=first.to_numpy(dtype=float),
-                                 user_ids=target.user_ids, item_ids=target.item_ids)
+                                 user_ids=target.user_ids, item_ids=target.item_ids,
+                                 weight=None if weight is None else np.full(n, float(weight)))
+    unknown = sorted(set(config.auxiliary_weights) - set(out))
+    if unknown:
+        raise DataError(f"preprocess.auxiliary_weights names {unknown}, which the data has no "
+                        f"auxiliary rows of (its auxiliary behaviours are {sorted(out)})")
     return out
 
 

@@ -108,7 +108,9 @@ def load_snapshot(run_path: Path) -> tuple[RecData, Split]:
 
     def part(i: int) -> Interactions:
         rows = frame[frame["part"] == i]
-        weight = rows["weight"].to_numpy(np.float64, copy=True) if weighted and i < 3 else None
+        weight = rows["weight"].to_numpy(np.float64, copy=True) if "weight" in rows else None
+        if weight is not None and not (weighted if i < 3 else len(weight) and not np.isnan(weight).any()):
+            weight = None  # unweighted target parts; auxiliary parts without auxiliary_weights
         return Interactions(*(rows[c].to_numpy(dtype, copy=True) for c, dtype in
                               (("user", np.int64), ("item", np.int64), ("rating", np.float64),
                                ("timestamp", np.float64))), user_ids, item_ids, weight)

@@ -22,14 +22,14 @@ from kgflow.plugin import (BEHAVIOUR_PREFIX, INTERACT, BuilderContext, Component
 def interaction_blocks(ctx: BuilderContext) -> list[EdgeBlock]:
     """User -> item ``interact`` facts from the training interactions only (no leakage), weighted
     when the pipeline asks (``preprocess.weight.graph``), then one ``interact:<behaviour>``
-    relation per auxiliary behaviour."""
+    relation per auxiliary behaviour (weighted by ``preprocess.auxiliary_weights``, where set)."""
     split = ctx.split
     weight = split.train.weight if ctx.edge_weights else None
     blocks = [EdgeBlock(INTERACT, split.train.user.astype(np.int64),
                         split.train.item.astype(np.int64) + split.n_users, weight)]
     for name, part in sorted(split.auxiliary.items()):
         blocks.append(EdgeBlock(BEHAVIOUR_PREFIX + name, part.user.astype(np.int64),
-                                part.item.astype(np.int64) + split.n_users))
+                                part.item.astype(np.int64) + split.n_users, part.weight))
     return blocks
 
 

@@ -61,9 +61,10 @@ def refuse_edge_weights(graph: GraphBundle, name: str) -> None:
     training as if every interaction weighed the same."""
     if graph.edge_weight is not None:
         raise NotSupportedError(
-            f"encoder {name!r} does not use edge weights, but preprocess.weight.graph puts them on "
-            "the graph; use lightgcn, simgcl, xsimgcl, gcn or ease, or set preprocess.weight.graph: "
-            "false (and loss: true to weight the ranking loss instead)")
+            f"encoder {name!r} does not use edge weights, but preprocess.weight.graph or "
+            "preprocess.auxiliary_weights puts them on the graph; use lightgcn, simgcl, xsimgcl, gcn "
+            "or ease, or set preprocess.weight.graph: false (and loss: true to weight the ranking "
+            "loss instead) and drop auxiliary_weights")
 
 
 class PygEncoder(NodeTable):
