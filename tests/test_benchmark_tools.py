@@ -140,3 +140,24 @@ def test_the_ml1m_summary_picks_each_split_s_variant_by_validation_only(ml1m, tm
     chosen = ml1m.chosen(tmp_path)[("kgflow", "ease")]
     assert chosen[1]["variant"] == "l2=500" and chosen[1]["test"]["ndcg@10"] == 0.05
     assert chosen[2]["variant"] == "l2=250"
+
+
+def test_the_model_table_shows_further_metrics_and_group_gaps(tmp_path, capsys):
+    import json
+
+    spec = importlib.util.spec_from_file_location("models_benchmark", BENCHMARKS / "models.py")
+    models = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(models)
+    for name, seed, ndcg, cov, f, m in (("a", 1, 0.20, 0.3, 0.18, 0.21), ("a", 2, 0.22, 0.5, 0.2, 0.25),
+                                        ("b", 1, 0.25, 0.1, 0.2, 0.2), ("b", 2, 0.26, 0.2, 0.3, 0.2)):
+        out = tmp_path / f"{name}-{seed}"
+        out.mkdir()
+        (out / "metrics.json").write_text(json.dumps({
+            "test": {"all": {"ndcg@10": ndcg, "recall@20": 0.4, "coverage@10": cov}},
+            "timing": {"seconds_per_epoch": 1.0}, "best_epoch": 3,
+            "user_groups": {"test": {"gender": {"groups": {"F": {"ndcg@10": f}, "M": {"ndcg@10": m}}}}}}))
+    models.table(tmp_path, ["a", "b"], [1, 2], "a", ["coverage@10", "gap:gender:ndcg@10"])
+    rows = {line.split(" | ")[0]: line for line in capsys.readouterr().out.splitlines()}
+    # b vs a: +0.05 and +0.04, mean +0.045, s.e. 0.005; coverage means 0.4 / 0.15; gaps 0.04 / 0.05
+    assert "+0.0450 ± 0.0050 (2 splits)" in rows["| b"]
+    assert rows["| a"].endswith(" 0.4000 | 0.0400 |") and rows["| b"].endswith(" 0.1500 | 0.0500 |")
