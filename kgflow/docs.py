@@ -126,7 +126,9 @@ def render_cli() -> str:
         if isinstance(cmd, click.Group):
             for name in sorted(cmd.commands):
                 sub = cmd.commands[name]
-                if (sub.callback is None or sub.callback.__module__.startswith("kgflow")):
+                # a plugin package may be named kgflow_something: match the package, not a prefix
+                module = sub.callback.__module__ if sub.callback is not None else "kgflow"
+                if module == "kgflow" or module.startswith("kgflow."):
                     walk(sub, path + [name])
 
     walk(cli, ["kgflow"])
