@@ -102,7 +102,7 @@ def render_cli() -> str:
     """Every kgflow command with its usage, help and options (plugins' commands left out)."""
     import click
 
-    from kgflow.cli import cli
+    from kgflow.cli import BUILTIN_COMMANDS, cli
 
     lines = ["# Command-line reference", "",
              "Generated from the commands by `python -m kgflow.docs`; do not edit by hand. Every command "
@@ -124,12 +124,11 @@ def render_cli() -> str:
                 lines.append(f"| {names} | {p.help} |")
             lines.append("")
         if isinstance(cmd, click.Group):
-            for name in sorted(cmd.commands):
-                sub = cmd.commands[name]
-                # a plugin package may be named kgflow_something: match the package, not a prefix
-                module = sub.callback.__module__ if sub.callback is not None else "kgflow"
-                if module == "kgflow" or module.startswith("kgflow."):
-                    walk(sub, path + [name])
+            # plugins add top-level commands only; BUILTIN_COMMANDS are kgflow's own, named before
+            # any plugin loads (a plugin package may be called kgflow_something, so no name test)
+            names = BUILTIN_COMMANDS if cmd is cli else cmd.commands
+            for name in sorted(names):
+                walk(cmd.commands[name], path + [name])
 
     walk(cli, ["kgflow"])
     return "\n".join(lines).rstrip() + "\n"

