@@ -16,6 +16,9 @@ of ``W/results.jsonl``; a rerun of the same (system, model, variant, seed) repla
     python benchmarks/ml1m.py recbole --work W --models BPR LightGCN EASE RecVAE \
         --recbole-python $PEERS/venv/bin/python --run-recbole shared/reference/recbole/run_recbole.py
     python benchmarks/ml1m.py recbole --work W --models EASE --variant reg=1000 --config '{"reg_weight": 1000}' ...
+    python benchmarks/ml1m.py kgflow  --work W --pipelines mf --variant dns --set objective.negative_sampling.method=dns
+    python benchmarks/ml1m.py recbole --work W --models BPR --variant dns --config \
+        '{"train_neg_sample_args": {"distribution": "uniform", "sample_num": 1, "dynamic": true, "candidate_num": 10}}' ...
     python benchmarks/ml1m.py summarize --work W
     python benchmarks/ml1m.py groups --work W --pipelines lm-feature alpharec
 
@@ -23,6 +26,8 @@ Tuning is a grid named by ``--variant``: ``summarize`` keeps, per system, model 
 variant with the best *validation* NDCG@10 and reports its test figures, so both systems are tuned
 over the same values by the same rule. ``groups`` breaks kgflow's per-user test NDCG@10 down by
 gender, age group and training-set activity (users joined with ml-1m.user of the split).
+Hard negatives are the same rule on both sides (``dns`` / RecBole's ``dynamic``): each negative is
+the best-scored of 10 uniform candidates under the current model.
 """
 from __future__ import annotations
 
